@@ -1,0 +1,10 @@
+"""How each MuJoCo body is split between agents.
+
+One module per body declares its parts by MuJoCo joint names and its agent configurations
+(`AGENT_CONFS`: which joints each agent drives, which extra parts it observes). Indices into the
+global observation and action vectors are never typed by hand: `layout.py` derives them from the
+compiled MuJoCo model (joint addresses, actuator transmissions).
+"""
+from dzsc.partitions import ant, halfcheetah, hopper, reacher, walker2d
+
+BODIES = {module.BODY.name: module.BODY for module in (reacher, halfcheetah, hopper, walker2d, ant)}

@@ -1,0 +1,21 @@
+"""HalfCheetah split into legs (2x3) or single joints (6x1)."""
+from dzsc.partitions.layout import (
+    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, Body, locomotion_obsk, locomotion_parts,
+)
+
+BACK, FRONT = ("bthigh", "bshin", "bfoot"), ("fthigh", "fshin", "ffoot")
+
+BODY = Body(
+    name="halfcheetah",
+    env_id="HalfCheetah-v5",
+    env_kwargs={},
+    max_episode_steps=1000,
+    datasets=LOCOMOTION_DATASETS,
+    versions=LOCOMOTION_VERSIONS,
+    agent_confs={
+        "2x3": (AgentLayout(BACK), AgentLayout(FRONT)),
+        "6x1": tuple(AgentLayout((joint,)) for joint in BACK + FRONT),
+    },
+    obsk=locomotion_obsk(free_floating=False),
+    parts_from_model=lambda model: locomotion_parts(model, n_excluded=1),
+)

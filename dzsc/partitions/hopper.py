@@ -1,0 +1,16 @@
+"""Hopper split into thigh, leg and foot (3x1)."""
+from dzsc.partitions.layout import (
+    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, Body, locomotion_obsk, locomotion_parts,
+)
+
+BODY = Body(
+    name="hopper",
+    env_id="Hopper-v5",
+    env_kwargs={},
+    max_episode_steps=1000,
+    datasets=LOCOMOTION_DATASETS,
+    versions=LOCOMOTION_VERSIONS,
+    agent_confs={"3x1": tuple(AgentLayout((joint,)) for joint in ("thigh_joint", "leg_joint", "foot_joint"))},
+    obsk=locomotion_obsk(free_floating=False),
+    parts_from_model=lambda model: locomotion_parts(model, n_excluded=1),
+)

@@ -1,0 +1,129 @@
+"""Observation / action index maps derived from a compiled MuJoCo model.
+
+Locomotion (Gymnasium v5 HalfCheetah, Hopper, Walker2d, Ant) observations are
+`concat(qpos[n_excluded:], qvel)` (Ant without contact forces), so a joint whose position sits at
+qpos address `a` and velocity at dof address `d` is observed at `a - n_excluded` and
+`nq - n_excluded + d`. Reacher's observation is `[cos q_arm, sin q_arm, q_target, dq_arm, tip-target]`.
+Actuators map to joints through `model.actuator_trnid`, so the Ant actuator order
+(hip_4, ankle_4, hip_1, ...) is read from the model, never assumed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Part:
+    """A named piece of the global observation, plus the actuators it owns (joint parts only)."""
+
+    name: str
+    obs_indices: tuple[int, ...]
+    action_indices: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentLayout:
+    """One agent: the joints it drives and the parts it observes beyond them."""
+
+    joints: tuple[str, ...]
+    extra_parts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Body:
+    """Everything the task registry needs to know about one MuJoCo body."""
+
+    name: str
+    env_id: str
+    env_kwargs: dict
+    max_episode_steps: int
+    datasets: tuple[str, ...]
+    versions: tuple[str, ...]
+    agent_confs: dict[str, tuple[AgentLayout, ...]]
+    obsk: dict[str, tuple[str, ...]]  # obsk name -> extra parts every agent observes ("*" = all)
+    parts_from_model: object = field(repr=False)  # callable(model) -> dict[str, Part]
+
+    def make_model(self) -> mujoco.MjModel:
+        return _model(self.env_id, tuple(sorted(self.env_kwargs.items())))
+
+
+_MODELS: dict = {}
+
+
+def _model(env_id: str, kwargs: tuple) -> mujoco.MjModel:
+    if (env_id, kwargs) not in _MODELS:
+        import gymnasium as gym
+
+        env = gym.make(env_id, **dict(kwargs))
+        _MODELS[env_id, kwargs] = env.unwrapped.model
+        env.close()
+    return _MODELS[env_id, kwargs]
+
+
+def actuators_of_joint(model: mujoco.MjModel, joint_name: str) -> tuple[int, ...]:
+    joint_id = model.joint(joint_name).id
+    return tuple(
+        int(a)
+        for a in range(model.nu)
+        if model.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT and model.actuator_trnid[a, 0] == joint_id
+    )
+
+
+def locomotion_parts(model: mujoco.MjModel, n_excluded: int) -> dict[str, Part]:
+    """Parts of a locomotion body: one per actuated hinge joint, plus the torso's.
+
+    `torso_pose` = root positions still in the observation (z, angles or quaternion) and the root
+    angular velocity; `torso_vel_{x,y,z}` = root linear velocities (y only for free-floating bodies).
+    """
+    pos_obs = lambda qpos_adr: qpos_adr - n_excluded  # noqa: E731
+    vel_obs = lambda dof_adr: model.nq - n_excluded + dof_adr  # noqa: E731
+    parts: dict[str, Part] = {}
+    pose, vel = [], {"x": [], "y": [], "z": []}
+    for j in range(model.njnt):
+        joint = model.joint(j)
+        qadr, dadr = int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j])
+        jtype = model.jnt_type[j]
+        if jtype == mujoco.mjtJoint.mjJNT_FREE:
+            pose += [pos_obs(a) for a in range(qadr, qadr + 7) if a >= n_excluded]
+            for k, axis in enumerate("xyz"):
+                vel[axis].append(vel_obs(dadr + k))
+            pose += [vel_obs(dadr + 3 + k) for k in range(3)]
+        elif model.jnt_bodyid[j] == 1:  # planar root: slide x, slide z, hinge y on the torso
+            axis = "xyz"[int(np.argmax(np.abs(model.jnt_axis[j])))]
+            if qadr >= n_excluded:
+                pose.append(pos_obs(qadr))
+            if jtype == mujoco.mjtJoint.mjJNT_SLIDE:
+                vel[axis].append(vel_obs(dadr))
+            else:
+                pose.append(vel_obs(dadr))
+        else:
+            parts[joint.name] = Part(joint.name, (pos_obs(qadr), vel_obs(dadr)), actuators_of_joint(model, joint.name))
+    parts["torso_pose"] = Part("torso_pose", tuple(sorted(pose)))
+    for axis, indices in vel.items():
+        if indices:
+            parts[f"torso_vel_{axis}"] = Part(f"torso_vel_{axis}", tuple(indices))
+    return parts
+
+
+def locomotion_obsk(free_floating: bool) -> dict[str, tuple[str, ...]]:
+    """The obsk table of TASKS.md for a planar or free-floating body."""
+    linear = ("torso_vel_x", "torso_vel_y", "torso_vel_z") if free_floating else ("torso_vel_x", "torso_vel_z")
+    table = {
+        "full": ("*",),
+        "0": (),
+        "0t": ("torso_pose",) + linear,
+        "0tv": linear,
+        "0txv": ("torso_vel_x",),
+        "0tnv": ("torso_pose",),
+    }
+    if free_floating:
+        table["0txyv"] = ("torso_vel_x", "torso_vel_y")
+    return table
+
+
+LOCOMOTION_DATASETS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
+# v2: D4RL's files (recorded on MuJoCo 2.x); gen: generated by this project on the pinned physics.
+LOCOMOTION_VERSIONS = ("v2", "gen")

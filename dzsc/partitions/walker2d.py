@@ -1,0 +1,22 @@
+"""Walker2d split into legs (2x3) or single joints (6x1)."""
+from dzsc.partitions.layout import (
+    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, Body, locomotion_obsk, locomotion_parts,
+)
+
+RIGHT = ("thigh_joint", "leg_joint", "foot_joint")
+LEFT = ("thigh_left_joint", "leg_left_joint", "foot_left_joint")
+
+BODY = Body(
+    name="walker2d",
+    env_id="Walker2d-v5",
+    env_kwargs={},
+    max_episode_steps=1000,
+    datasets=LOCOMOTION_DATASETS,
+    versions=LOCOMOTION_VERSIONS,
+    agent_confs={
+        "2x3": (AgentLayout(RIGHT), AgentLayout(LEFT)),
+        "6x1": tuple(AgentLayout((joint,)) for joint in RIGHT + LEFT),
+    },
+    obsk=locomotion_obsk(free_floating=False),
+    parts_from_model=lambda model: locomotion_parts(model, n_excluded=1),
+)
