@@ -1,0 +1,119 @@
+"""Multi-agent view of one Gymnasium v5 MuJoCo environment.
+
+Each agent observes `global_obs[agent.obs_indices]` and drives `action[agent.action_indices]`;
+all agents share the team reward. The time limit (50 steps for Reacher, 1000 for locomotion) is
+counted here, so `truncated` is exact and no Gymnasium wrapper sits between us and the simulator.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from dzsc.errors import ShapeError
+from dzsc.tasks import Task, get_task
+
+
+class MultiAgentEnv:
+    """reset / step with per-agent observations and actions over one MuJoCo simulator."""
+
+    def __init__(self, task: Task | str, render_mode: str | None = None, width: int = 480, height: int = 480):
+        self.task = get_task(task) if isinstance(task, str) else task
+        kwargs = dict(self.task.env_kwargs)
+        if render_mode is not None:
+            kwargs.update(render_mode=render_mode, width=width, height=height)
+        # .unwrapped: no TimeLimit / order / checker wrappers; the time limit is counted below.
+        self.env = gym.make(self.task.env_id, **kwargs).unwrapped
+        self.model, self.data = self.env.model, self.env.data
+        self.action_low = self.env.action_space.low.astype(np.float64)
+        self.action_high = self.env.action_space.high.astype(np.float64)
+        self.elapsed_steps = 0
+
+    @property
+    def n_agents(self) -> int:
+        return self.task.n_agents
+
+    def split_observation(self, global_obs: np.ndarray) -> list[np.ndarray]:
+        """Per-agent observations (index gathers of the global observation, last axis)."""
+        return [global_obs[..., list(agent.obs_indices)] for agent in self.task.agents]
+
+    def merge_actions(self, actions: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-agent actions -> one global action, checked and clipped to the actuator bounds."""
+        if len(actions) != self.n_agents:
+            raise ShapeError(f"{self.task.name}: got actions for {len(actions)} agents, expected {self.n_agents}")
+        action = np.zeros(self.task.action_dim)
+        for k, (agent, agent_action) in enumerate(zip(self.task.agents, actions)):
+            agent_action = np.asarray(agent_action, dtype=np.float64).reshape(-1)
+            if agent_action.shape != (len(agent.action_indices),):
+                raise ShapeError(
+                    f"{self.task.name}: agent {k} action has shape {agent_action.shape}, "
+                    f"expected ({len(agent.action_indices)},) (its actuators {list(agent.action_indices)})"
+                )
+            action[list(agent.action_indices)] = agent_action
+        return action
+
+    def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], dict]:
+        global_obs, _ = self.env.reset(seed=seed)
+        self.elapsed_steps = 0
+        return self.split_observation(global_obs), {"global_obs": global_obs}
+
+    def step(self, actions: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float, bool, bool, dict]:
+        """Step with per-agent actions; returns (observations, team reward, terminated, truncated, info)."""
+        global_obs, reward, terminated, truncated, info = self.step_global(self.merge_actions(actions))
+        return self.split_observation(global_obs), reward, terminated, truncated, info
+
+    def step_global(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Step with the global action (clipped to bounds); info carries the global observation."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.task.action_dim,) or not np.all(np.isfinite(action)):
+            raise ShapeError(
+                f"{self.task.name}: action must be {self.task.action_dim} finite numbers, got shape {action.shape}"
+                + ("" if np.all(np.isfinite(action)) else " with NaN/inf")
+            )
+        global_obs, reward, terminated, _, info = self.env.step(np.clip(action, self.action_low, self.action_high))
+        self.elapsed_steps += 1
+        truncated = self.elapsed_steps >= self.task.max_episode_steps
+        info = dict(info, global_obs=global_obs)
+        return global_obs, float(reward), bool(terminated), truncated, info
+
+    def observation(self) -> np.ndarray:
+        """The simulator's current global observation."""
+        return self.env._get_obs()
+
+    def set_state_from_observation(self, global_obs: np.ndarray) -> None:
+        """Put the simulator in the state a global observation describes.
+
+        Positions absent from the observation (x, and y for Ant) are set to 0; the dynamics do not
+        depend on them. Reacher angles come back as atan2(sin, cos) and the target's velocity is 0.
+        Hopper / Walker2d velocities are clipped to +-10 in the observation, so states with faster
+        joints cannot be restored exactly. Reacher's tip-target entries of a stepped observation come
+        from MuJoCo's body positions computed before the last integration step, so they differ from a
+        freshly restored state's by ~velocity x timestep; the next observation after a step matches.
+        """
+        global_obs = np.asarray(global_obs, dtype=np.float64)
+        if global_obs.shape != (self.task.obs_dim,) or not np.all(np.isfinite(global_obs)):
+            raise ShapeError(
+                f"{self.task.name}: a global observation is {self.task.obs_dim} finite numbers, got shape {global_obs.shape}"
+            )
+        nq, nv = self.model.nq, self.model.nv
+        qpos, qvel = np.zeros(nq), np.zeros(nv)
+        if self.task.body == "reacher":
+            n_arm = self.model.nu
+            qpos[:n_arm] = np.arctan2(global_obs[n_arm : 2 * n_arm], global_obs[:n_arm])
+            qpos[n_arm:] = global_obs[2 * n_arm : nq + n_arm]
+            qvel[:n_arm] = global_obs[nq + n_arm : nq + 2 * n_arm]
+        else:
+            n_excluded = nq + nv - self.task.obs_dim
+            qpos[n_excluded:] = global_obs[: nq - n_excluded]
+            qvel[:] = global_obs[nq - n_excluded :]
+        self.env.set_state(qpos, qvel)
+
+    def render(self) -> np.ndarray:
+        """An RGB frame (H, W, 3) uint8; needs render_mode='rgb_array' (MUJOCO_GL=egl when headless)."""
+        if self.env.render_mode != "rgb_array":
+            raise ValueError("render() needs MultiAgentEnv(task, render_mode='rgb_array')")
+        return self.env.render()
+
+    def close(self) -> None:
+        self.env.close()
