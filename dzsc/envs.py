@@ -85,7 +85,8 @@ class MultiAgentEnv:
         """Put the simulator in the state a global observation describes.
 
         Positions absent from the observation (x, and y for Ant) are set to 0; the dynamics do not
-        depend on them. Reacher angles come back as atan2(sin, cos) and the target's velocity is 0.
+        depend on them. Reacher angles come back as atan2(sin, cos),
+        unwrapped towards the joint's range, and the target's velocity is 0.
         Hopper / Walker2d velocities are clipped to +-10 in the observation, so states with faster
         joints cannot be restored exactly. Reacher's tip-target entries of a stepped observation come
         from MuJoCo's body positions computed before the last integration step, so they differ from a
@@ -100,7 +101,8 @@ class MultiAgentEnv:
         qpos, qvel = np.zeros(nq), np.zeros(nv)
         if self.task.body == "reacher":
             n_arm = self.model.nu
-            qpos[:n_arm] = np.arctan2(global_obs[n_arm : 2 * n_arm], global_obs[:n_arm])
+            angles = np.arctan2(global_obs[n_arm : 2 * n_arm], global_obs[:n_arm])
+            qpos[:n_arm] = [self._unwrap_into_range(j, angle) for j, angle in enumerate(angles)]
             qpos[n_arm:] = global_obs[2 * n_arm : nq + n_arm]
             qvel[:n_arm] = global_obs[nq + n_arm : nq + 2 * n_arm]
         else:
@@ -108,6 +110,18 @@ class MultiAgentEnv:
             qpos[n_excluded:] = global_obs[: nq - n_excluded]
             qvel[:] = global_obs[nq - n_excluded :]
         self.env.set_state(qpos, qvel)
+
+    def _unwrap_into_range(self, joint: int, angle: float) -> float:
+        """The 2*pi-equivalent of `angle` nearest the joint's range, so that a joint pushed a little
+        past its soft limit (-3.05 for [-3, 3]) does not come back on the other side (+3.23). Exact
+        while the overshoot is under half the gap left by the range (pi - 3 = 0.14 rad for Reacher):
+        beyond it, cos/sin cannot tell the two sides apart."""
+        if not self.model.jnt_limited[joint]:
+            return angle
+        low, high = self.model.jnt_range[joint]
+        candidates = angle + 2 * np.pi * np.array([-1.0, 0.0, 1.0])
+        distance = np.maximum(low - candidates, 0.0) + np.maximum(candidates - high, 0.0)
+        return float(candidates[np.argmin(distance)])
 
     def render(self) -> np.ndarray:
         """An RGB frame (H, W, 3) uint8; needs render_mode='rgb_array' (MUJOCO_GL=egl when headless)."""

@@ -30,7 +30,16 @@ class ShapeError(DzscError, ValueError):
     """An array given to an environment or dataset has the wrong shape or non-finite values."""
 
 
+class OutputExistsError(DzscError, FileExistsError):
+    """A file the caller asked to write already exists and overwriting was not requested."""
+
+
+class UploadError(DzscError, OSError):
+    """An upload to the Hugging Face Hub failed (offline, no permission, missing file)."""
+
+
 def closest(value: str, choices) -> str:
     """' (did you mean X?)' for the closest choice, or '' when nothing is close."""
     match = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
     return f" (did you mean {match[0]!r}?)" if match else ""
+

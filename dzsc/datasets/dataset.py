@@ -1,0 +1,168 @@
+"""An offline multi-agent dataset: global arrays stored once, per-agent views gathered on demand.
+
+Transitions keep the single-agent layout of D4RL (observations, actions, rewards, terminals,
+timeouts, next_observations). Agent k sees `obs[..., obs_index[k]]` masked by `obs_mask[k]`: the
+per-agent index matrices are padded to the widest agent, so one gather returns a
+`[batch, n_agents, max_obs_dim]` array for all agents at once. The same indexing works on numpy
+arrays and torch tensors.
+
+Terminals are true terminations (used for bootstrapping masks); episode boundaries come from
+terminals and timeouts (and the end of the array).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dzsc.datasets.sources import load_transitions
+from dzsc.datasets.transitions import TRANSITION_KEYS, validate_transitions
+from dzsc.errors import ShapeError
+from dzsc.scores import normalized_score
+from dzsc.tasks import DEV_SIZE, Task, get_task
+
+
+def padded_index(index_lists) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged index lists -> (index matrix [n, max_len] padded with 0, mask [n, max_len])."""
+    width = max(len(indices) for indices in index_lists)
+    index = np.zeros((len(index_lists), width), dtype=np.int64)
+    mask = np.zeros((len(index_lists), width), dtype=bool)
+    for k, indices in enumerate(index_lists):
+        index[k, : len(indices)] = indices
+        mask[k, : len(indices)] = True
+    return index, mask
+
+
+def gather_agents(global_values, index, mask):
+    """[..., dim] global values -> [..., n_agents, max_dim] per-agent values (zeros where masked)."""
+    return global_values[..., index] * mask
+
+
+@dataclass
+class OfflineDataset:
+    """Transitions of one task, with episode structure, histories and per-agent views."""
+
+    task: Task
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    next_observations: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        arrays = validate_transitions(
+            {key: getattr(self, key) for key in TRANSITION_KEYS},
+            self.task.obs_dim,
+            self.task.action_dim,
+            self.info.get("path", self.task.scenario),
+        )
+        for key, value in arrays.items():
+            setattr(self, key, value)
+        self.obs_index, self.obs_mask = padded_index([a.obs_indices for a in self.task.agents])
+        self.action_index, self.action_mask = padded_index([a.action_indices for a in self.task.agents])
+        ends = self.terminals | self.timeouts
+        ends[-1] = True
+        self.episode_ends = np.flatnonzero(ends)
+        self.episode_starts = np.concatenate([[0], self.episode_ends[:-1] + 1])
+        lengths = self.episode_ends - self.episode_starts + 1
+        self.episode_id = np.repeat(np.arange(len(lengths)), lengths)
+        self.episode_start_of = self.episode_starts[self.episode_id]
+
+    @classmethod
+    def from_arrays(cls, task: Task | str, arrays: dict, info: dict | None = None) -> "OfflineDataset":
+        task = get_task(task) if isinstance(task, str) else task
+        if task.dev:
+            arrays = {key: value[:DEV_SIZE] for key, value in arrays.items()}
+        return cls(task=task, info=dict(info or {}), **{key: arrays[key] for key in TRANSITION_KEYS})
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.episode_starts)
+
+    # ----- episodes and scores -----------------------------------------------------------------
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every episode (the last one may be cut short by the array's end)."""
+        return np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts)
+
+    def normalized_scores(self) -> np.ndarray:
+        return normalized_score(self.task.body, self.episode_returns())
+
+    def reward_scale(self) -> float:
+        """IQL's reward scaling (Kostrikov et al., 2022): 1000 / (max episode return - min episode return)."""
+        returns = self.episode_returns()
+        spread = returns.max() - returns.min()
+        if spread <= 0:
+            raise ShapeError(f"{self.task.name}: every episode has the same return {returns[0]}; reward scaling is undefined")
+        return float(1000.0 / spread)
+
+    # ----- sampling ---------------------------------------------------------------------------
+
+    def split(self, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded random split of transition indices into (train, validation)."""
+        if not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+        permutation = np.random.default_rng(seed).permutation(len(self))
+        n_validation = max(1, int(round(validation_fraction * len(self))))
+        return np.sort(permutation[n_validation:]), np.sort(permutation[:n_validation])
+
+    def sample_indices(self, batch_size: int, rng: np.random.Generator, independent: bool = False,
+                       pool: np.ndarray | None = None) -> np.ndarray:
+        """[batch] indices shared by all agents (centralised), or [n_agents, batch] drawn per agent."""
+        shape = (self.task.n_agents, batch_size) if independent else (batch_size,)
+        draws = rng.integers(0, len(self) if pool is None else len(pool), size=shape)
+        return draws if pool is None else pool[draws]
+
+    def batch(self, indices: np.ndarray) -> dict:
+        """Global arrays at `indices` plus per-agent views `[batch, n_agents, max_dim]`.
+
+        Independent indices `[n_agents, batch]` give each agent its own transitions; the global
+        arrays then have shape `[n_agents, batch, ...]`, and agent k's view is taken from row k.
+        """
+        out = {key: getattr(self, key)[indices] for key in TRANSITION_KEYS}
+        if indices.ndim == 1:
+            out["agent_observations"] = gather_agents(out["observations"], self.obs_index, self.obs_mask)
+            out["agent_next_observations"] = gather_agents(out["next_observations"], self.obs_index, self.obs_mask)
+            out["agent_actions"] = gather_agents(out["actions"], self.action_index, self.action_mask)
+        else:
+            agents = np.arange(self.task.n_agents)[:, None, None]
+            rows = np.arange(indices.shape[1])[None, :, None]
+            for key, source, index, mask in (
+                ("agent_observations", "observations", self.obs_index, self.obs_mask),
+                ("agent_next_observations", "next_observations", self.obs_index, self.obs_mask),
+                ("agent_actions", "actions", self.action_index, self.action_mask),
+            ):
+                view = out[source][agents, rows, index[:, None, :]] * mask[:, None, :]  # [n_agents, batch, max_dim]
+                out[key] = view.transpose(1, 0, 2)
+        return out
+
+    def histories(self, indices: np.ndarray, length: int, of_next: bool = False) -> dict:
+        """The `length` (observation, action) pairs before each transition, oldest first, zeroed
+        before the episode start: `observations [batch, length, obs_dim]`, `actions`, `mask [batch, length]`.
+
+        With `of_next`, the history of the next observation (it ends with the transition itself).
+        Per-agent views follow with `gather_agents(history, dataset.obs_index, dataset.obs_mask)`.
+        """
+        offsets = np.arange(length - 1, -1, -1) if of_next else np.arange(length, 0, -1)
+        previous = indices[:, None] - offsets[None, :]
+        mask = previous >= self.episode_start_of[indices][:, None]
+        previous = np.where(mask, previous, 0)
+        return {
+            "observations": self.observations[previous] * mask[..., None],
+            "actions": self.actions[previous] * mask[..., None],
+            "mask": mask,
+        }
+
+
+def load_dataset(task: Task | str, path: str | None = None, data_dir: str | None = None,
+                 allow_download: bool = True) -> OfflineDataset:
+    """Load a task's dataset from the first source that has it (see `dzsc.datasets.sources`)."""
+    task = get_task(task) if isinstance(task, str) else task
+    arrays, info = load_transitions(task.scenario, task.obs_dim, task.action_dim, path=path,
+                                    data_dir=data_dir, allow_download=allow_download)
+    return OfflineDataset.from_arrays(task, arrays, info)

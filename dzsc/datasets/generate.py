@@ -1,0 +1,147 @@
+"""Generate datasets in the real simulator, on the pinned physics.
+
+    python -m dzsc.datasets.generate --scenario reacher-expert-mix-v0 --size 1000000 --seed 0
+
+Reacher: `expert-C` / `expert-D` come from two scripted experts with opposite elbow conventions
+(`dzsc.datasets.experts`), `expert-mix` is the first half of C followed by the first half of D (as
+in the MOMA-PPO paper), `random` from uniform actions. Locomotion: `{body}-random-gen` from uniform
+actions. `collect` records any policy callable (learned experts use it).
+
+Episodes are stored contiguously even though `n_envs` simulators run in lockstep; the output is a
+deterministic function of (scenario, size, seed, n_envs). Collection is sequential in the episode
+order, so a smaller size of the same seed is a prefix of a larger one.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib.metadata import version
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from dzsc.datasets.experts import EXPERT_ELBOW_SIGN, ScriptedReacherExpert
+from dzsc.datasets.hdf5 import save_hdf5
+from dzsc.datasets.sources import generated_path
+from dzsc.datasets.transitions import TRANSITION_KEYS
+from dzsc.envs import MultiAgentEnv
+from dzsc.errors import UnknownTaskError, closest
+from dzsc.partitions import BODIES
+
+Policy = Callable[[np.ndarray], np.ndarray]  # global observations [n_envs, obs_dim] -> actions [n_envs, action_dim]
+
+# Any valid agent_conf / obsk of the body: generation works on global arrays only.
+_ANY_SPLIT = {"reacher": "2x1_0", "halfcheetah": "2x3_0", "hopper": "3x1_0", "walker2d": "2x3_0", "ant": "4x2_0"}
+
+
+def make_env(body: str) -> MultiAgentEnv:
+    return MultiAgentEnv(f"{body}-random-{BODIES[body].versions[-1]}_{_ANY_SPLIT[body]}")
+
+
+def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
+            progress: bool = True) -> dict[str, np.ndarray]:
+    """Run `policy` in `n_envs` simulators until `size` transitions are recorded, episodes contiguous.
+
+    The e-th episode started is reset with the e-th draw of `default_rng([seed, 1])`. If `size`
+    cuts the last episode, its last transition is marked as a timeout, so the cut is an episode boundary.
+    """
+    envs = [make_env(body) for _ in range(n_envs)]
+    reset_seeds = np.random.default_rng([seed, 1])
+    observations = np.stack([env.reset(seed=int(reset_seeds.integers(2**31)))[1]["global_obs"] for env in envs])
+    running = [{key: [] for key in TRANSITION_KEYS} for _ in envs]
+    finished, n_finished = [], 0
+    bar = tqdm(total=size, desc=f"collect {body}", unit="step", disable=not progress, smoothing=0.1)
+    while n_finished < size:
+        actions = np.asarray(policy(observations), dtype=np.float64)
+        for k, env in enumerate(envs):
+            action = np.clip(actions[k], env.action_low, env.action_high)
+            next_obs, reward, terminated, truncated, _ = env.step_global(action)
+            episode = running[k]
+            for key, value in zip(TRANSITION_KEYS, (observations[k].copy(), action, reward, terminated, truncated, next_obs)):
+                episode[key].append(value)
+            observations[k] = next_obs
+            if terminated or truncated:
+                finished.append(episode)
+                n_finished += len(episode["rewards"])
+                bar.update(len(episode["rewards"]))
+                running[k] = {key: [] for key in TRANSITION_KEYS}
+                observations[k] = env.reset(seed=int(reset_seeds.integers(2**31)))[1]["global_obs"]
+    bar.close()
+    arrays = {key: np.concatenate([np.asarray(ep[key]) for ep in finished])[:size] for key in TRANSITION_KEYS}
+    arrays["timeouts"][-1] |= not arrays["terminals"][-1]
+    return {key: value.astype(bool if key in ("terminals", "timeouts") else np.float32) for key, value in arrays.items()}
+
+
+def uniform_policy(body: str, seed: int) -> Policy:
+    env = make_env(body)
+    rng = np.random.default_rng(seed)
+    low, high = env.action_low, env.action_high
+    return lambda observations: rng.uniform(low, high, size=(len(observations), len(low)))
+
+
+def _reacher_expert(convention: str) -> Policy:
+    return ScriptedReacherExpert(make_env("reacher").model, EXPERT_ELBOW_SIGN[convention])
+
+
+def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bool = True) -> tuple[dict, dict]:
+    """(arrays, metadata) for a generatable scenario."""
+    if scenario in ("reacher-expert-C-v0", "reacher-expert-D-v0"):
+        convention = scenario.split("-")[2]
+        arrays = collect("reacher", _reacher_expert(convention), size, seed, n_envs, progress)
+        generator = f"scripted IK+PD reacher expert {convention} (elbow sign {EXPERT_ELBOW_SIGN[convention]:+d})"
+    elif scenario == "reacher-expert-mix-v0":
+        halves = [collect("reacher", _reacher_expert(c), size // 2 + (size % 2) * (c == "C"), seed, n_envs, progress)
+                  for c in ("C", "D")]
+        arrays = {key: np.concatenate([half[key] for half in halves]) for key in TRANSITION_KEYS}
+        generator = "first half of reacher-expert-C-v0 + first half of reacher-expert-D-v0 (same seed)"
+    elif scenario in GENERATABLE_RANDOM:
+        body = scenario.split("-")[0]
+        arrays = collect(body, uniform_policy(body, seed), size, seed, n_envs, progress)
+        generator = "uniform random actions"
+    else:
+        raise UnknownTaskError(
+            f"cannot generate scenario {scenario!r}{closest(scenario, GENERATABLE)}; generatable: {', '.join(GENERATABLE)}. "
+            "Learned-expert data (e.g. ant-expert-gen) comes from `collect` with a trained policy."
+        )
+    metadata = {
+        "scenario": scenario, "generator": generator, "seed": seed, "size": size, "n_envs": n_envs,
+        "package_version": version("offline-marl"), "mujoco_version": version("mujoco"),
+        "gymnasium_version": version("gymnasium"),
+    }
+    return arrays, metadata
+
+
+GENERATABLE_RANDOM = ("reacher-random-v0",) + tuple(f"{b}-random-gen" for b in BODIES if b != "reacher")
+GENERATABLE = ("reacher-expert-C-v0", "reacher-expert-D-v0", "reacher-expert-mix-v0") + GENERATABLE_RANDOM
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dzsc.datasets.generate", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", required=True, help=f"one of: {', '.join(GENERATABLE)}")
+    parser.add_argument("--size", type=int, default=1_000_000, help="number of transitions (default 1e6)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episode resets and of random actions")
+    parser.add_argument("--out", default=None, help="output .hdf5 (default: where the loaders look, "
+                        "$DZSC_DATA_DIR or ~/.cache/dzsc/datasets, named SCENARIO.hdf5)")
+    parser.add_argument("--n_envs", type=int, default=16, help="simulators run in lockstep (default 16)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    args = parser.parse_args(argv)
+    if args.size <= 0:
+        parser.error(f"--size must be positive, got {args.size}")
+    out = args.out or str(generated_path(args.scenario))
+    try:
+        start = time.perf_counter()
+        arrays, metadata = generate(args.scenario, args.size, args.seed, args.n_envs)
+        save_hdf5(out, arrays, metadata, overwrite=args.overwrite)
+    except (UnknownTaskError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - start
+    print(f"wrote {len(arrays['rewards'])} transitions of {args.scenario} to {out} in {elapsed:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

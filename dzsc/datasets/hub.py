@@ -1,0 +1,211 @@
+"""Hugging Face Hub: the original authors' reacher pickles (safe loading) and thin upload/download wrappers."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from dzsc.datasets.transitions import kept_observation_width, validate_transitions
+from dzsc.errors import CorruptDatasetError, DatasetNotFoundError, DownloadError, UnsafePickleError, UploadError
+
+REACHER_REPO_ID = "pbarde1/moma-ppo"
+# File names inside the dataset repo. They are OUR ASSUMPTION (the repo layout was not available to check);
+# pass filename=... to fetch_reacher_pickle (or an explicit .pkl path to load_transitions) if they differ.
+REACHER_PICKLES = {
+    "reacher-expert-C-v0": "reacher-expert-C-v0/dataset.pkl",
+    "reacher-expert-D-v0": "reacher-expert-D-v0/dataset.pkl",
+    "reacher-expert-mix-v0": "reacher-expert-mix-v0/dataset.pkl",
+    "reacher-random-v0": "reacher-random-v0/dataset.pkl",
+}
+REACHER_OBS_DIM = 10
+REACHER_ACTION_DIM = 2
+PICKLE_KEYS = ("observations", "actions", "rewards", "next_observations", "masks", "time_out_masks")
+
+# Globals a pickle of numpy arrays in plain containers needs (numpy 1.x and 2.x names).
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+        ("collections", "OrderedDict"),
+        ("builtins", "bytearray"),
+        ("builtins", "complex"),
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+    }
+)
+_TRUE = ("1", "true", "yes", "on")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that builds only numpy arrays, numpy scalars and plain containers."""
+
+    def __init__(self, file, source: str):
+        super().__init__(file)
+        self._source = source
+
+    def find_class(self, module: str, name: str):
+        if module.startswith("numpy.core."):  # numpy 1.x name of numpy._core
+            module = "numpy._core." + module[len("numpy.core.") :]
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise UnsafePickleError(
+                f"{self._source}: refused to load the global {module}.{name}: only numpy arrays and plain "
+                "containers are allowed, because unpickling anything else can run arbitrary code. Fix: use a "
+                "file from a trusted source holding a dict of numpy arrays, or convert it to HDF5 yourself."
+            )
+        return super().find_class(module, name)
+
+
+def _offline(*names: str) -> bool:
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in names)
+
+
+def load_reacher_pickle(path: str | os.PathLike) -> dict:
+    """Load an original-authors reacher pickle safely -> validated transitions (10-dim v5 observations).
+
+    Expects a dict of arrays observations (N x 11), actions (N x 2), rewards, next_observations,
+    masks (1 - terminal) and time_out_masks (0 at time-outs); observation index 10 (tip-target z) is dropped.
+    """
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path}: no such pickle file")
+    try:
+        with open(path, "rb") as handle:
+            content = _ArrayUnpickler(handle, source).load()
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as err:
+        raise CorruptDatasetError(
+            f"{path}: cannot unpickle ({type(err).__name__}: {err}); the file is truncated or not a pickle. "
+            "Fix: delete it and download it again."
+        ) from err
+    if not isinstance(content, dict):
+        raise CorruptDatasetError(
+            f"{path}: holds a {type(content).__name__}, expected a dict with keys {list(PICKLE_KEYS)}. "
+            "Fix: pass a pickle in the original authors' format, or convert it to HDF5."
+        )
+    missing = [key for key in PICKLE_KEYS if key not in content]
+    if missing:
+        raise CorruptDatasetError(
+            f"{path}: missing key(s) {missing}; found {sorted(map(str, content))}, expected {list(PICKLE_KEYS)}. "
+            "Fix: pass a pickle in the original authors' format, or convert it to HDF5."
+        )
+    arrays = {key: np.asarray(content[key]) for key in PICKLE_KEYS}
+    for key in ("observations", "next_observations"):
+        if arrays[key].ndim == 2:
+            arrays[key] = arrays[key][:, : kept_observation_width(arrays[key].shape[1], REACHER_OBS_DIM)]
+    transitions = {
+        "observations": arrays["observations"],
+        "actions": arrays["actions"],
+        "rewards": arrays["rewards"],
+        "terminals": arrays["masks"] == 0,
+        "timeouts": arrays["time_out_masks"] == 0,
+        "next_observations": arrays["next_observations"],
+    }
+    return validate_transitions(transitions, REACHER_OBS_DIM, REACHER_ACTION_DIM, source)
+
+
+def _resolve_cache_dir(cache_dir: str | os.PathLike | None) -> str | None:
+    """cache_dir, else $HF_HUB_CACHE read now (huggingface_hub reads it once, at import), else the default."""
+    if cache_dir is not None:
+        return str(cache_dir)
+    return os.environ.get("HF_HUB_CACHE") or None
+
+
+def _hub_download(repo_id: str, filename: str, repo_type: str, cache_dir, local_only: bool) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(
+        hf_hub_download(
+            repo_id,
+            filename,
+            repo_type=repo_type,
+            cache_dir=_resolve_cache_dir(cache_dir),
+            local_files_only=local_only or _offline("HF_HUB_OFFLINE", "DZSC_OFFLINE"),
+        )
+    )
+
+
+def fetch_reacher_pickle(
+    scenario: str,
+    repo_id: str = REACHER_REPO_ID,
+    filename: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_only: bool = False,
+) -> tuple[dict, Path]:
+    """Get a reacher pickle through the Hugging Face cache (downloading unless offline) -> (transitions, path).
+
+    Offline ($HF_HUB_OFFLINE, $DZSC_OFFLINE or local_only) only the local cache is used.
+    """
+    if filename is None:
+        if scenario not in REACHER_PICKLES:
+            raise DatasetNotFoundError(
+                f"no Hugging Face pickle is known for {scenario!r}; known: {sorted(REACHER_PICKLES)}. "
+                "Fix: pass filename=... (the file's path inside the repo)."
+            )
+        filename = REACHER_PICKLES[scenario]
+    try:
+        path = _hub_download(repo_id, filename, "dataset", cache_dir, local_only)
+    except Exception as err:
+        offline = local_only or _offline("HF_HUB_OFFLINE", "DZSC_OFFLINE")
+        where = _resolve_cache_dir(cache_dir) or "the default Hugging Face cache"
+        hint = (
+            "offline mode is on (HF_HUB_OFFLINE / DZSC_OFFLINE) and the file is not in the cache: on a machine "
+            f"with internet run `hf download {repo_id} {filename} --repo-type dataset` and copy the cache, "
+            "or pass the .pkl path explicitly"
+            if offline
+            else f"check that the dataset repo {repo_id} holds {filename} (our assumed name; pass filename=... "
+            "if it differs) and that this machine can reach huggingface.co, or pass the .pkl path explicitly"
+        )
+        raise DatasetNotFoundError(
+            f"cannot get {filename} from the Hugging Face dataset repo {repo_id} (cache: {where}): "
+            f"{type(err).__name__}: {err}. Fix: {hint}."
+        ) from err
+    return load_reacher_pickle(path), path
+
+
+def pull_file(
+    repo_id: str, filename: str, repo_type: str = "model", cache_dir: str | os.PathLike | None = None
+) -> Path:
+    """Local path of `filename` from a Hub repo, via the Hugging Face cache (cache only when offline)."""
+    try:
+        return _hub_download(repo_id, filename, repo_type, cache_dir, local_only=False)
+    except Exception as err:
+        raise DownloadError(
+            f"cannot get {filename} from the Hugging Face {repo_type} repo {repo_id}: {type(err).__name__}: "
+            f"{err}. Fix: check the repo id and file name; offline (HF_HUB_OFFLINE / DZSC_OFFLINE) the file "
+            "must already be in the Hugging Face cache."
+        ) from err
+
+
+def push_file(
+    local_path: str | os.PathLike, repo_id: str, path_in_repo: str, repo_type: str = "model"
+) -> str:
+    """Upload one file to a Hub repo (needs a token with write access); returns the commit URL."""
+    local_path = Path(local_path)
+    if not local_path.is_file():
+        raise UploadError(f"cannot upload {local_path}: no such file")
+    if _offline("HF_HUB_OFFLINE", "DZSC_OFFLINE"):
+        raise UploadError(
+            f"not uploading {local_path} to {repo_id}: offline mode is on (HF_HUB_OFFLINE / DZSC_OFFLINE). "
+            "Fix: unset them on a machine with internet."
+        )
+    from huggingface_hub import upload_file
+
+    try:
+        info = upload_file(
+            path_or_fileobj=str(local_path), path_in_repo=path_in_repo, repo_id=repo_id, repo_type=repo_type
+        )
+    except Exception as err:
+        raise UploadError(
+            f"cannot upload {local_path} to {path_in_repo} in the Hugging Face {repo_type} repo {repo_id}: "
+            f"{type(err).__name__}: {err}. Fix: log in (`hf auth login` or HF_TOKEN) with write access to "
+            "the repo, and check that it exists."
+        ) from err
+    return str(info.commit_url)

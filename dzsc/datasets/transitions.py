@@ -1,0 +1,121 @@
+"""The 6-key transition arrays every dataset source is converted to, and their validation."""
+from __future__ import annotations
+
+import numpy as np
+
+from dzsc.errors import CorruptDatasetError
+
+TRANSITION_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
+FLOAT_KEYS = ("observations", "actions", "rewards", "next_observations")
+BOOL_KEYS = ("terminals", "timeouts")
+
+# (stored width, wanted width) -> what the extra trailing columns are. They are dropped by keeping the
+# first `wanted` columns.
+EXTRA_OBSERVATION_COLUMNS = {
+    (111, 27): "D4RL Ant-v2 contact forces (84 columns, all zero)",
+    (105, 27): "Gymnasium Ant-v5 contact forces (include_cfrc_ext_in_observation=True)",
+    (11, 10): "gym Reacher-v2 tip-target z (always 0)",
+}
+
+_FIX = (
+    "Fix: check that the file belongs to this task, or delete it and regenerate it "
+    "(python -m dzsc.datasets.generate) or download it again."
+)
+
+
+def kept_observation_width(width: int, obs_dim: int | None) -> int:
+    """How many leading observation columns to keep: obs_dim for a known (width, obs_dim) pair, else width."""
+    return obs_dim if obs_dim is not None and (width, obs_dim) in EXTRA_OBSERVATION_COLUMNS else width
+
+
+def _corrupt(source: str, problem: str) -> CorruptDatasetError:
+    return CorruptDatasetError(f"{source}: {problem}. {_FIX}")
+
+
+def _as_float32(key: str, value, source: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiub":
+        raise _corrupt(source, f"key {key!r} has dtype {array.dtype}, expected a numeric (float32) array")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _as_bool(key: str, value, source: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind == "b":
+        return np.ascontiguousarray(array)
+    if array.dtype.kind not in "fiu":
+        raise _corrupt(source, f"key {key!r} has dtype {array.dtype}, expected bool")
+    if not np.isin(array, (0, 1)).all():
+        raise _corrupt(source, f"key {key!r} (dtype {array.dtype}) holds values other than 0 and 1, expected bool")
+    return np.ascontiguousarray(array != 0)
+
+
+def _shape_text(width: int | None) -> str:
+    return "(N,)" if width == 0 else f"(N, {width if width is not None else 'any'})"
+
+
+def validate_transitions(arrays: dict, obs_dim: int | None, action_dim: int | None, source: str) -> dict:
+    """Check and convert `arrays` to the 6 transition keys (float32 / bool, one length N > 0, finite).
+
+    `obs_dim` / `action_dim` None accept any width. Scalar keys may also be given as [N, 1].
+    Raises CorruptDatasetError naming `source`, the bad key and what was expected.
+    """
+    missing = [key for key in TRANSITION_KEYS if key not in arrays]
+    if missing:
+        raise _corrupt(source, f"missing key(s) {missing}; a dataset needs all of {list(TRANSITION_KEYS)}")
+    widths = {"observations": obs_dim, "next_observations": obs_dim, "actions": action_dim}
+    out = {}
+    for key in TRANSITION_KEYS:
+        array = _as_float32(key, arrays[key], source) if key in FLOAT_KEYS else _as_bool(key, arrays[key], source)
+        if key in widths:
+            width = widths[key]
+            if array.ndim != 2 or (width is not None and array.shape[1] != width):
+                raise _corrupt(source, f"key {key!r} has shape {array.shape}, expected {_shape_text(width)}")
+        else:
+            if array.ndim == 2 and array.shape[1] == 1:
+                array = array[:, 0]
+            if array.ndim != 1:
+                raise _corrupt(source, f"key {key!r} has shape {array.shape}, expected (N,)")
+        out[key] = array
+    lengths = {key: len(array) for key, array in out.items()}
+    if len(set(lengths.values())) != 1:
+        raise _corrupt(source, f"length mismatch between keys: {lengths}; every key needs the same number of rows")
+    if lengths["observations"] == 0:
+        raise _corrupt(source, "the dataset is empty (0 transitions)")
+    for key in FLOAT_KEYS:
+        bad = ~np.isfinite(out[key])
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
+            raise _corrupt(
+                source,
+                f"key {key!r} has {int(bad.sum())} NaN/inf value(s) (first at row {int(rows[0])}); "
+                "expected finite values",
+            )
+    if obs_dim is None and out["observations"].shape[1] != out["next_observations"].shape[1]:
+        raise _corrupt(
+            source,
+            f"observations have shape {out['observations'].shape} but next_observations "
+            f"{out['next_observations'].shape}; expected the same width",
+        )
+    return out
+
+
+def next_observations_from_trajectories(
+    observations: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Next observations for files that lack them, as D4RL's qlearning_dataset does.
+
+    Returns (next_obs, keep): next_obs[i] = observations[i + 1]; keep is False where the successor is
+    unknown: every time-out row (the next row starts a new episode) and the last row unless it is terminal.
+    Terminal rows are kept for their termination signal (nothing bootstraps from them); as in D4RL their
+    next observation is the next row's (the last row's own for a final terminal row).
+    """
+    observations = np.asarray(observations)
+    terminals = np.asarray(terminals, dtype=bool)
+    timeouts = np.asarray(timeouts, dtype=bool)
+    next_obs = np.empty_like(observations)
+    next_obs[:-1] = observations[1:]
+    next_obs[-1:] = observations[-1:]
+    keep = ~timeouts
+    keep[-1:] &= terminals[-1:]
+    return next_obs, keep

@@ -1,0 +1,18 @@
+"""Test-wide settings: offline, headless, no tracking, no stray data folders."""
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["DZSC_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_dirs(tmp_path, monkeypatch):
+    """Every test gets empty dataset caches, so nothing on the machine leaks in or gets written."""
+    monkeypatch.setenv("DZSC_DATA_DIR", str(tmp_path / "dzsc-data"))
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
