@@ -91,6 +91,8 @@ class MultiAgentEnv:
         joints cannot be restored exactly. Reacher's tip-target entries of a stepped observation come
         from MuJoCo's body positions computed before the last integration step, so they differ from a
         freshly restored state's by ~velocity x timestep; the next observation after a step matches.
+        The first reward after restoring Ant differs slightly for the same reason (its forward reward
+        reads the torso's body position, which lags one sub-step in a stepped simulator).
         """
         global_obs = np.asarray(global_obs, dtype=np.float64)
         if global_obs.shape != (self.task.obs_dim,) or not np.all(np.isfinite(global_obs)):
