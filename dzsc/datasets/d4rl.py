@@ -115,8 +115,8 @@ def _failure(url: str, dest: Path, err: BaseException) -> DownloadError:
     if isinstance(err, (http.client.HTTPException, ConnectionError)):
         return _unreachable(url, dest, f"connection error ({type(err).__name__}: {err})")
     return DownloadError(
-        f"cannot download {url} to {dest}: {type(err).__name__}: {err}. Fix: check that the folder is "
-        "writable and has free space, then retry."
+        f"cannot download {url} to {dest}: {type(err).__name__}: {err}. Fix: check the URL, and that the "
+        "destination folder is writable and has free space, then retry."
     )
 
 

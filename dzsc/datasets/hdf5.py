@@ -34,9 +34,11 @@ def _package_version() -> str:
 
 
 def _encode_metadata(metadata: dict) -> dict:
-    """HDF5 attribute values for JSON-able metadata: str, bool, int and float as such, the rest as JSON text."""
+    """HDF5 attributes for JSON-able metadata (numpy scalars allowed): str, bool, int, float as such, the rest as JSON."""
     attrs, json_keys = {}, []
     for key, value in metadata.items():
+        if isinstance(value, np.generic):
+            value = value.item()
         if not isinstance(key, str) or key == _JSON_KEYS_ATTR:
             raise ValueError(f"metadata key {key!r} is not allowed: use a string other than {_JSON_KEYS_ATTR!r}")
         try:
@@ -89,7 +91,7 @@ def save_hdf5(path: str | os.PathLike, arrays: dict, metadata: dict | None = Non
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it, or delete it first")
+        raise OutputExistsError(f"{path} already exists; pass overwrite=True (--overwrite on the command line) to replace it, or delete it first")
     data = validate_transitions(arrays, None, None, source=f"arrays to save to {path}")
     metadata = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

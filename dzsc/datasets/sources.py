@@ -1,4 +1,4 @@
-"""Find a scenario's transitions: explicit path, our generated file, the D4RL cache / download, the Hugging Face repo."""
+"""Find a scenario's transitions: explicit path, generated file, D4RL cache / download, Hugging Face repo."""
 from __future__ import annotations
 
 import os
