@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from dzsc.datasets.experts import EXPERT_ELBOW_SIGN, ScriptedReacherExpert
 from dzsc.datasets.hdf5 import save_hdf5
-from dzsc.datasets.sources import generated_path
+from dzsc.datasets.sources import GENERATABLE, generated_path
 from dzsc.datasets.transitions import TRANSITION_KEYS
 from dzsc.envs import MultiAgentEnv
 from dzsc.errors import UnknownTaskError, closest
@@ -96,7 +96,7 @@ def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bo
                   for c in ("C", "D")]
         arrays = {key: np.concatenate([half[key] for half in halves]) for key in TRANSITION_KEYS}
         generator = "first half of reacher-expert-C-v0 + first half of reacher-expert-D-v0 (same seed)"
-    elif scenario in GENERATABLE_RANDOM:
+    elif scenario in GENERATABLE and scenario.split("-")[1] == "random":
         body = scenario.split("-")[0]
         arrays = collect(body, uniform_policy(body, seed), size, seed, n_envs, progress)
         generator = "uniform random actions"
@@ -111,10 +111,6 @@ def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bo
         "gymnasium_version": version("gymnasium"),
     }
     return arrays, metadata
-
-
-GENERATABLE_RANDOM = ("reacher-random-v0",) + tuple(f"{b}-random-gen" for b in BODIES if b != "reacher")
-GENERATABLE = ("reacher-expert-C-v0", "reacher-expert-D-v0", "reacher-expert-mix-v0") + GENERATABLE_RANDOM
 
 
 def main(argv=None) -> int:

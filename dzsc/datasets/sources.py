@@ -11,8 +11,10 @@ from dzsc.datasets.minari_source import load_minari
 from dzsc.datasets.transitions import validate_transitions
 from dzsc.errors import DatasetNotFoundError, DownloadError
 
-GENERATED_REACHER = ("reacher-expert-C-v0", "reacher-expert-D-v0", "reacher-expert-mix-v0", "reacher-random-v0")
-GENERATED_LOCOMOTION = tuple(f"{body}-random-gen" for body in D4RL_BODIES)
+# Scenarios `python -m dzsc.datasets.generate` makes (dzsc.datasets.generate implements each).
+GENERATABLE = ("reacher-expert-C-v0", "reacher-expert-D-v0", "reacher-expert-mix-v0", "reacher-random-v0") + tuple(
+    f"{body}-random-gen" for body in D4RL_BODIES
+)
 GENERATE_SIZE = 1_000_000
 MINARI_PREFIX = "minari:"
 
@@ -51,14 +53,14 @@ def _load_explicit(path: str, obs_dim: int, action_dim: int) -> tuple[dict, dict
 def _how_to_get(scenario: str, own: Path) -> list[str]:
     """Ways to obtain `scenario`, for the not-found message."""
     ways = []
-    if scenario in GENERATED_REACHER or scenario in GENERATED_LOCOMOTION:
+    if scenario in GENERATABLE:
         ways.append(
             f"generate it: python -m dzsc.datasets.generate --scenario {scenario} --size {GENERATE_SIZE} "
             f"(writes {own})"
         )
     else:
         ways.append(
-            f"generation exists only for {', '.join(GENERATED_REACHER + GENERATED_LOCOMOTION)} "
+            f"generation exists only for {', '.join(GENERATABLE)} "
             f"(python -m dzsc.datasets.generate --scenario SCENARIO --size N)"
         )
     if scenario in D4RL_URLS:

@@ -1,0 +1,14 @@
+"""Run every benchmark: `python -m benchmarks [NAME ...]` (names: dataset_memory, generation)."""
+import sys
+
+from benchmarks import bench_dataset_memory, bench_generation
+
+BENCHMARKS = {"dataset_memory": bench_dataset_memory.main, "generation": bench_generation.main}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    for name in names:
+        BENCHMARKS[name]()
