@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from dzsc.errors import ShapeError
+from dzsc.partitions import BODIES
 from dzsc.tasks import Task, get_task
 
 
@@ -23,6 +24,9 @@ class MultiAgentEnv:
         kwargs = dict(self.task.env_kwargs)
         if render_mode is not None:
             kwargs.update(render_mode=render_mode, width=width, height=height)
+            camera = BODIES[self.task.body].camera
+            if camera:
+                kwargs["default_camera_config"] = camera
         # .unwrapped: no TimeLimit / order / checker wrappers; the time limit is counted below.
         self.env = gym.make(self.task.env_id, **kwargs).unwrapped
         self.model, self.data = self.env.model, self.env.data

@@ -52,7 +52,7 @@ def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
     observations = np.stack([env.reset(seed=int(reset_seeds.integers(2**31)))[1]["global_obs"] for env in envs])
     running = [{key: [] for key in TRANSITION_KEYS} for _ in envs]
     finished, n_finished = [], 0
-    bar = tqdm(total=size, desc=f"collect {body}", unit="step", disable=not progress, smoothing=0.1)
+    bar = tqdm(total=size, desc=f"collect {body}", unit="step", disable=not progress, mininterval=1.0)
     while n_finished < size:
         actions = np.asarray(policy(observations), dtype=np.float64)
         for k, env in enumerate(envs):
@@ -64,8 +64,8 @@ def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
             observations[k] = next_obs
             if terminated or truncated:
                 finished.append(episode)
+                bar.update(min(len(episode["rewards"]), size - n_finished))
                 n_finished += len(episode["rewards"])
-                bar.update(len(episode["rewards"]))
                 running[k] = {key: [] for key in TRANSITION_KEYS}
                 observations[k] = env.reset(seed=int(reset_seeds.integers(2**31)))[1]["global_obs"]
     bar.close()

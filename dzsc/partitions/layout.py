@@ -45,6 +45,7 @@ class Body:
     agent_confs: dict[str, tuple[AgentLayout, ...]]
     obsk: dict[str, tuple[str, ...]]  # obsk name -> extra parts every agent observes ("*" = all)
     parts_from_model: object = field(repr=False)  # callable(model) -> dict[str, Part]
+    camera: dict = field(default_factory=dict)  # Gymnasium default_camera_config for render()
 
     def make_model(self) -> mujoco.MjModel:
         return _model(self.env_id, tuple(sorted(self.env_kwargs.items())))

@@ -38,4 +38,5 @@ BODY = Body(
     },
     obsk={"0": (), "full": ("*",)},
     parts_from_model=parts_from_model,
+    camera={"distance": 0.6, "elevation": -90.0, "azimuth": 90.0, "lookat": [0.0, 0.0, 0.0]},  # top-down, arm-sized
 )
