@@ -38,6 +38,51 @@ def gather_agents(global_values, index, mask):
     return global_values[..., index] * mask
 
 
+def _arange(n: int, like):
+    """arange on the backend (numpy or torch, and torch's device) of `like`."""
+    if isinstance(like, np.ndarray):
+        return np.arange(n)
+    import torch
+
+    return torch.arange(n, device=like.device)
+
+
+def batch_views(arrays: dict, views: dict, indices) -> dict:
+    """Transitions at `indices` plus per-agent views `agent_*` of shape `[batch, n_agents, max_dim]`.
+
+    `arrays` holds the six global arrays, `views` the padded index matrices (`obs_index`, `obs_mask`,
+    `action_index`, `action_mask`). Works on numpy arrays and torch tensors alike. Independent
+    indices `[n_agents, batch]` give each agent its own transitions: the global arrays then have
+    shape `[n_agents, batch, ...]` and agent k's view comes from row k.
+    """
+    out = {key: arrays[key][indices] for key in TRANSITION_KEYS}
+    pairs = (("agent_observations", "observations", "obs"), ("agent_next_observations", "next_observations", "obs"),
+             ("agent_actions", "actions", "action"))
+    for key, source, kind in pairs:
+        index, mask = views[f"{kind}_index"], views[f"{kind}_mask"]
+        if indices.ndim == 1:
+            out[key] = gather_agents(out[source], index, mask)
+        else:
+            agents = _arange(index.shape[0], index)[:, None, None]
+            rows = _arange(indices.shape[1], index)[None, :, None]
+            out[key] = (out[source][agents, rows, index[:, None, :]] * mask[:, None, :]).swapaxes(0, 1)
+    return out
+
+
+def history_views(observations, actions, episode_start_of, indices, length: int, of_next: bool = False) -> dict:
+    """The `length` (observation, action) pairs before each transition, oldest first, zeroed before
+    the episode start: `observations [batch, length, obs_dim]`, `actions`, `mask [batch, length]`.
+    With `of_next`, the history of the next observation (it ends with the transition itself).
+    numpy or torch."""
+    offsets = _arange(length, indices).flip(0) if not isinstance(indices, np.ndarray) else np.arange(length)[::-1]
+    offsets = offsets if of_next else offsets + 1
+    previous = indices[:, None] - offsets[None, :]
+    mask = previous >= episode_start_of[indices][:, None]
+    previous = previous * mask
+    return {"observations": observations[previous] * mask[..., None], "actions": actions[previous] * mask[..., None],
+            "mask": mask}
+
+
 @dataclass
 class OfflineDataset:
     """Transitions of one task, with episode structure, histories and per-agent views."""
@@ -118,45 +163,18 @@ class OfflineDataset:
         draws = rng.integers(0, len(self) if pool is None else len(pool), size=shape)
         return draws if pool is None else pool[draws]
 
-    def batch(self, indices: np.ndarray) -> dict:
-        """Global arrays at `indices` plus per-agent views `[batch, n_agents, max_dim]`.
+    def views(self) -> dict:
+        return {"obs_index": self.obs_index, "obs_mask": self.obs_mask,
+                "action_index": self.action_index, "action_mask": self.action_mask}
 
-        Independent indices `[n_agents, batch]` give each agent its own transitions; the global
-        arrays then have shape `[n_agents, batch, ...]`, and agent k's view is taken from row k.
-        """
-        out = {key: getattr(self, key)[indices] for key in TRANSITION_KEYS}
-        if indices.ndim == 1:
-            out["agent_observations"] = gather_agents(out["observations"], self.obs_index, self.obs_mask)
-            out["agent_next_observations"] = gather_agents(out["next_observations"], self.obs_index, self.obs_mask)
-            out["agent_actions"] = gather_agents(out["actions"], self.action_index, self.action_mask)
-        else:
-            agents = np.arange(self.task.n_agents)[:, None, None]
-            rows = np.arange(indices.shape[1])[None, :, None]
-            for key, source, index, mask in (
-                ("agent_observations", "observations", self.obs_index, self.obs_mask),
-                ("agent_next_observations", "next_observations", self.obs_index, self.obs_mask),
-                ("agent_actions", "actions", self.action_index, self.action_mask),
-            ):
-                view = out[source][agents, rows, index[:, None, :]] * mask[:, None, :]  # [n_agents, batch, max_dim]
-                out[key] = view.transpose(1, 0, 2)
-        return out
+    def batch(self, indices: np.ndarray) -> dict:
+        """Global arrays at `indices` plus per-agent views (see `batch_views`)."""
+        return batch_views({key: getattr(self, key) for key in TRANSITION_KEYS}, self.views(), indices)
 
     def histories(self, indices: np.ndarray, length: int, of_next: bool = False) -> dict:
-        """The `length` (observation, action) pairs before each transition, oldest first, zeroed
-        before the episode start: `observations [batch, length, obs_dim]`, `actions`, `mask [batch, length]`.
-
-        With `of_next`, the history of the next observation (it ends with the transition itself).
-        Per-agent views follow with `gather_agents(history, dataset.obs_index, dataset.obs_mask)`.
-        """
-        offsets = np.arange(length - 1, -1, -1) if of_next else np.arange(length, 0, -1)
-        previous = indices[:, None] - offsets[None, :]
-        mask = previous >= self.episode_start_of[indices][:, None]
-        previous = np.where(mask, previous, 0)
-        return {
-            "observations": self.observations[previous] * mask[..., None],
-            "actions": self.actions[previous] * mask[..., None],
-            "mask": mask,
-        }
+        """Histories of length `length` before each index (see `history_views`). Per-agent views
+        follow with `gather_agents(history, dataset.obs_index, dataset.obs_mask)`."""
+        return history_views(self.observations, self.actions, self.episode_start_of, indices, length, of_next)
 
 
 def load_dataset(task: Task | str, path: str | None = None, data_dir: str | None = None,

@@ -1,0 +1,74 @@
+"""The training device's copy of a dataset and the per-agent batches the learners consume.
+
+The global arrays move to the device once; each batch is a gather there (no host round trip).
+Agent tensors come out group-major, `[n_agents, batch, dim]`, the layout of `offline_marl.nn`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dzsc.datasets.dataset import OfflineDataset, batch_views, gather_agents, history_views
+from dzsc.datasets.transitions import TRANSITION_KEYS
+
+
+@dataclass(frozen=True)
+class AgentSpace:
+    """Sizes the networks are built for: padded per-agent widths and their masks."""
+
+    n_agents: int
+    obs_dim: int  # padded per-agent observation width
+    action_dim: int  # padded per-agent action width
+    global_obs_dim: int
+    global_action_dim: int
+    obs_mask: torch.Tensor  # [n_agents, obs_dim] bool
+    action_mask: torch.Tensor  # [n_agents, action_dim] bool
+
+
+class DeviceDataset:
+    """Tensors of an OfflineDataset on one device, sampled with a seeded torch.Generator."""
+
+    def __init__(self, dataset: OfflineDataset, device: torch.device, memory_len: int = 0, reward_scale: float = 1.0):
+        self.dataset, self.device, self.memory_len = dataset, device, memory_len
+        to = lambda array: torch.as_tensor(array, device=device)  # noqa: E731
+        self.arrays = {key: to(getattr(dataset, key)) for key in TRANSITION_KEYS}
+        self.arrays["rewards"] = self.arrays["rewards"] * reward_scale
+        self.views = {key: to(value) for key, value in dataset.views().items()}
+        self.episode_start_of = to(dataset.episode_start_of)
+        task = dataset.task
+        self.space = AgentSpace(
+            n_agents=task.n_agents, obs_dim=self.views["obs_index"].shape[1], action_dim=self.views["action_index"].shape[1],
+            global_obs_dim=task.obs_dim, global_action_dim=task.action_dim,
+            obs_mask=self.views["obs_mask"], action_mask=self.views["action_mask"],
+        )
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def sample(self, batch_size: int, generator: torch.Generator, pool: torch.Tensor | None = None) -> dict:
+        """A batch with shared indices across agents: global arrays `[B, ...]`, agent tensors `[n, B, dim]`."""
+        high = len(self) if pool is None else len(pool)
+        indices = torch.randint(high, (batch_size,), generator=generator, device=self.device)
+        return self.batch(indices if pool is None else pool[indices])
+
+    def batch(self, indices: torch.Tensor) -> dict:
+        out = batch_views(self.arrays, self.views, indices)
+        for key in ("agent_observations", "agent_next_observations", "agent_actions"):
+            out[key] = out[key].swapaxes(0, 1)
+        out["dones"] = out["terminals"].float()
+        if self.memory_len:
+            for name, of_next in (("history", False), ("next_history", True)):
+                history = history_views(self.arrays["observations"], self.arrays["actions"], self.episode_start_of,
+                                        indices, self.memory_len, of_next)
+                out[name] = agent_history(history, self.views)
+        return out
+
+
+def agent_history(history: dict, views: dict) -> dict:
+    """Global histories `[B, K, dim]` -> per-agent `[n, B, K, dim]` plus the mask `[B, K]`."""
+    return {
+        "observations": gather_agents(history["observations"], views["obs_index"], views["obs_mask"]).movedim(-2, 0),
+        "actions": gather_agents(history["actions"], views["action_index"], views["action_mask"]).movedim(-2, 0),
+        "mask": history["mask"],
+    }

@@ -1,0 +1,67 @@
+"""Evaluation in the real simulator: all episodes run in lockstep, the agents' actions batched per step.
+
+A policy is any callable `(agent_obs [n, E, obs], history | None) -> actions [n, E, act]` on
+torch tensors (the layout of `offline_marl.nn`); scores are D4RL-normalised x100 (`dzsc.scores`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dzsc.datasets.dataset import gather_agents
+from dzsc.envs import MultiAgentEnv
+from dzsc.scores import normalized_score
+from dzsc.tasks import Task
+from offline_marl.data import agent_history
+
+Policy = Callable[[torch.Tensor, dict | None], torch.Tensor]
+
+
+def evaluate(policy: Policy, task: Task, views: dict, n_episodes: int, seed: int, device: torch.device,
+             memory_len: int = 0, record_video: bool = False) -> dict:
+    """Run `n_episodes` deterministic episodes (reset seeds seed, seed+1, ...).
+
+    `views` are the dataset's padded index matrices (numpy). Returns the mean return, the normalised
+    score, per-episode returns and, with `record_video`, the frames of episode 0.
+    """
+    envs = [MultiAgentEnv(task, render_mode="rgb_array" if record_video and k == 0 else None, width=256, height=256)
+            for k in range(n_episodes)]
+    global_obs = np.stack([env.reset(seed=seed + k)[1]["global_obs"] for k, env in enumerate(envs)])
+    returns, active = np.zeros(n_episodes), np.ones(n_episodes, dtype=bool)
+    obs_history = np.zeros((n_episodes, memory_len, task.obs_dim))
+    action_history = np.zeros((n_episodes, memory_len, task.action_dim))
+    history_mask = np.zeros((n_episodes, memory_len), dtype=bool)
+    torch_views = {key: torch.as_tensor(value, device=device) for key, value in views.items()}
+    valid_actions = views["action_mask"]
+    frames = []
+    while active.any():
+        if record_video and active[0]:
+            frames.append(envs[0].render())
+        agent_obs = torch.as_tensor(gather_agents(global_obs, views["obs_index"], views["obs_mask"]),
+                                    dtype=torch.float32, device=device).swapaxes(0, 1)
+        history = None
+        if memory_len:
+            history = agent_history({"observations": torch.as_tensor(obs_history, dtype=torch.float32, device=device),
+                                     "actions": torch.as_tensor(action_history, dtype=torch.float32, device=device),
+                                     "mask": torch.as_tensor(history_mask, device=device)}, torch_views)
+        with torch.no_grad():
+            agent_actions = policy(agent_obs, history).swapaxes(0, 1).cpu().numpy()  # [E, n, act]
+        actions = np.zeros((n_episodes, task.action_dim))
+        actions[:, views["action_index"][valid_actions]] = agent_actions[:, valid_actions]
+        for k in np.flatnonzero(active):
+            next_obs, reward, terminated, truncated, _ = envs[k].step_global(actions[k])
+            returns[k] += reward
+            active[k] = not (terminated or truncated)
+            if memory_len:
+                obs_history[k] = np.roll(obs_history[k], -1, axis=0)
+                action_history[k] = np.roll(action_history[k], -1, axis=0)
+                history_mask[k] = np.roll(history_mask[k], -1)
+                obs_history[k, -1], action_history[k, -1], history_mask[k, -1] = global_obs[k], actions[k], True
+            global_obs[k] = next_obs
+    for env in envs:
+        env.close()
+    scores = normalized_score(task.body, returns)
+    return {"return": float(returns.mean()), "normalized_score": float(scores.mean()),
+            "episode_returns": returns.tolist(), "frames": frames}

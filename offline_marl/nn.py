@@ -1,0 +1,160 @@
+"""Batched networks: one weight tensor for all agents (or ensemble members).
+
+A group dimension G leads every weight: `BatchedLinear` computes y[g] = x[g] W[g] + b[g] for all
+groups in one `torch.baddbmm`, so n agents update in one pass instead of a Python loop. Tensors
+are group-major: `[G, batch, features]`.
+
+Agents with different observation sizes share one padded width: the dataset fills the missing
+entries with zeros (`dzsc.datasets.dataset.gather_agents`), and zero inputs meet weights that
+receive no gradient from them, so padding is invisible to each agent. Padded action entries are
+removed by the action mask in log-likelihoods and before actions reach the simulator.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class BatchedLinear(nn.Module):
+    """G independent linear layers, initialised like `nn.Linear` (uniform in +-1/sqrt(fan_in))."""
+
+    def __init__(self, groups: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(groups, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [G, ..., in] -> [G, ..., out]."""
+        shape = x.shape
+        out = torch.baddbmm(self.bias, x.reshape(shape[0], -1, shape[-1]), self.weight)
+        return out.reshape(*shape[:-1], out.shape[-1])
+
+
+class BatchedMLP(nn.Module):
+    """G independent MLPs (ReLU hidden layers, linear output)."""
+
+    def __init__(self, groups: int, in_features: int, hidden: tuple[int, ...], out_features: int):
+        super().__init__()
+        sizes = (in_features, *hidden, out_features)
+        self.layers = nn.ModuleList(BatchedLinear(groups, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = F.relu(layer(x))
+        return self.layers[-1](x)
+
+
+class TanhGaussianPolicy(nn.Module):
+    """a = tanh(u), u ~ N(mu(o), sigma(o)^2), per agent; log pi(a|o) = log N(u) - sum log(1 - tanh(u)^2)."""
+
+    def __init__(self, groups: int, obs_dim: int, action_dim: int, hidden: tuple[int, ...], action_mask: torch.Tensor):
+        super().__init__()
+        self.net = BatchedMLP(groups, obs_dim, hidden, 2 * action_dim)
+        self.register_buffer("action_mask", action_mask.float()[:, None, :])  # [G, 1, A]
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def _log_prob_pre_tanh(self, mean, log_std, u) -> torch.Tensor:
+        normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        correction = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stable
+        return ((normal - correction) * self.action_mask).sum(-1)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample and its log-probability: ([G, B, A], [G, B])."""
+        mean, log_std = self.distribution(obs)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        return torch.tanh(u) * self.action_mask, self._log_prob_pre_tanh(mean, log_std, u)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log pi(action | obs) for dataset actions (clipped inside (-1, 1) before atanh)."""
+        mean, log_std = self.distribution(obs)
+        u = torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6))
+        return self._log_prob_pre_tanh(mean, log_std, u)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.distribution(obs)[0]) * self.action_mask
+
+
+class DeterministicPolicy(nn.Module):
+    """a = tanh(f(o)) per agent (TD3-style actors)."""
+
+    def __init__(self, groups: int, obs_dim: int, action_dim: int, hidden: tuple[int, ...], action_mask: torch.Tensor):
+        super().__init__()
+        self.net = BatchedMLP(groups, obs_dim, hidden, action_dim)
+        self.register_buffer("action_mask", action_mask.float()[:, None, :])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs)) * self.action_mask
+
+
+class QEnsemble(nn.Module):
+    """n_q critics Q_k(o, a) for each of G agents, computed as one batched MLP of n_q * G groups."""
+
+    def __init__(self, groups: int, obs_dim: int, action_dim: int, hidden: tuple[int, ...], n_q: int = 2):
+        super().__init__()
+        self.groups, self.n_q = groups, n_q
+        self.net = BatchedMLP(n_q * groups, obs_dim + action_dim, hidden, 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """[G, B, obs], [G, B, act] -> [n_q, G, B]."""
+        x = torch.cat([obs, action], dim=-1)
+        x = x.unsqueeze(0).expand(self.n_q, *x.shape).reshape(self.n_q * self.groups, *x.shape[1:])
+        return self.net(x).reshape(self.n_q, self.groups, *x.shape[1:-1])
+
+
+class ValueNet(nn.Module):
+    """V(o) for each of G agents: [G, B, obs] -> [G, B]."""
+
+    def __init__(self, groups: int, obs_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = BatchedMLP(groups, obs_dim, hidden, 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
+    """Transformer positional encoding (Vaswani et al., 2017): PE[p, 2i] = sin(p / 10000^(2i/d)), cos for 2i+1."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+class HistoryEncoder(nn.Module):
+    """Per-agent memory: self-attention over the last K (observation, action) pairs, pooled to one vector.
+
+    h = mean over valid positions of  softmax(Q K^T / sqrt(d) + mask) V,  with Q, K, V projections of
+    (embed([o_t, a_t]) + PE_t); positions before the episode start are masked, and a history with
+    no valid position encodes to zeros. Weights are per agent (batched over G).
+    """
+
+    def __init__(self, groups: int, obs_dim: int, action_dim: int, length: int, dim: int = 64):
+        super().__init__()
+        self.dim = dim
+        self.embed = BatchedLinear(groups, obs_dim + action_dim, dim)
+        self.qkv = BatchedLinear(groups, dim, 3 * dim)
+        self.out = BatchedLinear(groups, dim, dim)
+        self.register_buffer("positions", sinusoidal_positions(length, dim))
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """observations [G, B, K, obs], actions [G, B, K, act], mask [B, K] (or [G, B, K]) -> [G, B, dim]."""
+        x = F.relu(self.embed(torch.cat([observations, actions], dim=-1))) + self.positions
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        mask = mask.expand(x.shape[0], *mask.shape[-2:]) if mask.dim() == 2 else mask
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.dim)  # [G, B, K, K]
+        scores = scores.masked_fill(~mask[..., None, :], float("-inf"))
+        attention = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # all-masked rows -> 0
+        pooled_mask = mask.float()[..., None]
+        h = F.relu(self.out(attention @ v)) * pooled_mask
+        return h.sum(-2) / pooled_mask.sum(-2).clamp(min=1.0)

@@ -1,0 +1,317 @@
+"""The one training loop every entry point uses.
+
+Run folder (`runs/{alg}/{task}/{run_name}/seed{N}/` or `--run_dir`):
+    config.yaml        the resolved configuration
+    metrics.jsonl      one JSON object per line, each with `step`; evaluation rows carry `return`
+                       and `normalized_score`; `time_s` / `updates_per_s` are the only timing fields
+    checkpoints/last.pt  weights, optimisers, RNG states, counters, written atomically
+    summary.json       final_normalized_score, best_normalized_score, steps, wall_time_s
+    videos/            with --record_video
+
+Resume: the same command on the same run folder continues from the last checkpoint with the same
+results as an uninterrupted run (RNG states and the partial loss window are checkpointed; metric
+rows past the checkpoint are dropped). SIGTERM / SIGUSR2 write a checkpoint and exit with
+128 + signal number. After `kill -9` only the updates since the last checkpoint are lost.
+
+Losses stay on the device; every `log_frequency` updates they are synchronised once, checked for
+NaN / inf (the run stops naming the first bad update and loss; no checkpoint is written after it),
+averaged and logged.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import imageio
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from dzsc.datasets import load_dataset
+from offline_marl.config import RunConfig
+from offline_marl.data import AgentSpace, DeviceDataset
+from offline_marl.errors import RunDirConflictError, TrainingDivergedError
+from offline_marl.evaluation import evaluate
+
+# Fields that may change between a run and its resumption.
+RESUMABLE_CHANGES = {"run_dir", "run_name", "device", "wandb", "wandb_project", "wandb_entity", "record_video",
+                     "max_training_step", "config"}
+EVAL_SEED_BASE = 1_000_000
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    name = config.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / config.alg_name / config.task_name / name / f"seed{config.seed}"
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """write(tmp) then fsync and rename: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class MetricsLog:
+    """metrics.jsonl: append rows; on resume, drop rows past the checkpoint (and a torn last line)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line torn by kill -9 can only be the last one
+            if row["step"] <= step:
+                kept.append(line)
+        write_atomically(self.path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept)))
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def rows(self) -> list[dict]:
+        return [json.loads(line) for line in self.path.read_text().splitlines()] if self.path.exists() else []
+
+
+class Tracker:
+    """Weights & Biases mirror of the run folder (a no-op when --wandb disabled). The run id is kept
+    in the run folder so a resumed run continues the same wandb run."""
+
+    def __init__(self, config: RunConfig, run_dir: Path):
+        self.run = None
+        if config.wandb == "disabled":
+            return
+        import wandb
+
+        id_file = run_dir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        id_file.write_text(run_id)
+        self.run = wandb.init(
+            id=run_id, resume="allow", mode=config.wandb, dir=str(run_dir), config=config.to_dict(),
+            project=config.wandb_project or os.environ.get("WANDB_PROJECT", "offline-marl"),
+            entity=config.wandb_entity or os.environ.get("WANDB_ENTITY"),
+            name=f"{config.alg_name}/{config.task_name}/seed{config.seed}",
+        )
+
+    def log(self, row: dict) -> None:
+        if self.run is not None:
+            self.run.log({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+
+    def video(self, path: Path, step: int) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({"video": wandb.Video(str(path), format="mp4")}, step=step)
+
+    def finish(self, summary: dict) -> None:
+        if self.run is not None:
+            self.run.summary.update(summary)
+            self.run.finish()
+
+
+class StopSignal:
+    """SIGTERM / SIGUSR2 -> finish the current update, checkpoint, exit with 128 + signum."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGTERM, signal.SIGUSR2):
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "sampler": generator.get_state()}
+
+
+def _restore_rng(state: dict, generator: torch.Generator) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    generator.set_state(state["sampler"])
+
+
+def prepare_run_dir(config: RunConfig) -> Path:
+    """Create the run folder, or check that an existing one holds the same configuration."""
+    run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
+    config_file = run_dir / "config.yaml"
+    resolved = {**config.to_dict(), "run_dir": str(run_dir)}
+    if config_file.exists():
+        previous = yaml.safe_load(config_file.read_text())
+        changed = sorted(k for k in set(previous) | set(resolved)
+                         if k not in RESUMABLE_CHANGES and previous.get(k) != resolved.get(k))
+        if changed:
+            details = ", ".join(f"{k}: {previous.get(k)!r} -> {resolved.get(k)!r}" for k in changed)
+            raise RunDirConflictError(
+                f"{run_dir} holds a run with a different configuration ({details}). Fix: pass the same flags to "
+                "resume it, or choose another --run_dir / --run_name for a new run."
+            )
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    write_atomically(config_file, lambda tmp: tmp.write_text(yaml.safe_dump(resolved, sort_keys=False)))
+    return run_dir
+
+
+def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, torch.device], torch.nn.Module],
+          uses_reward_scale: bool = False) -> dict:
+    """Train `build_algorithm(config, space, device)` on the task's dataset; returns the summary.
+
+    The algorithm is an nn.Module with `update(batch) -> dict[str, Tensor]` (scalar losses),
+    `act(agent_obs, history) -> actions` (deterministic, `[n, E, act]`) and `optimizers`
+    (a dict of torch optimisers, checkpointed with it).
+    """
+    device = resolve_device(config.device)
+    run_dir = prepare_run_dir(config)
+    seed_everything(config.seed)
+    dataset = load_dataset(config.task_name, path=config.dataset_path)
+    data = DeviceDataset(dataset, device, config.memory_len,
+                         reward_scale=dataset.reward_scale() if uses_reward_scale else 1.0)
+    algorithm = build_algorithm(config, data.space, device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+    checkpoint_path = run_dir / "checkpoints" / "last.pt"
+    state = {"step": 0, "best": None, "last": None, "wall_time_s": 0.0, "window": [], "window_names": None}
+    if checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        algorithm.load_state_dict(saved["algorithm"])
+        for name, optimizer in algorithm.optimizers.items():
+            optimizer.load_state_dict(saved["optimizers"][name])
+        _restore_rng(saved["rng"], generator)
+        state = saved["state"]
+        metrics.truncate_after(state["step"])
+        print(f"resuming {run_dir} at step {state['step']}")
+    else:
+        metrics.truncate_after(0)
+    tracker = Tracker(config, run_dir)
+    views = dataset.views()
+
+    def policy(agent_obs, history):
+        return algorithm.act(agent_obs, history)
+
+    def save_checkpoint() -> None:
+        payload = {"algorithm": algorithm.state_dict(),
+                   "optimizers": {name: opt.state_dict() for name, opt in algorithm.optimizers.items()},
+                   "rng": _rng_state(generator), "state": state, "config": config.to_dict()}
+        write_atomically(checkpoint_path, lambda tmp: torch.save(payload, tmp))
+
+    def window_values() -> torch.Tensor:
+        """The window's losses as one CPU tensor [updates, n_losses] (checked rows are kept stacked)."""
+        return torch.cat([w.reshape(-1, len(state["window_names"])).cpu() for w in state["window"]])
+
+    def flush_window() -> None:
+        """Synchronise the window's losses once and stop on the first non-finite one."""
+        if not state["window"]:
+            return
+        values = window_values()
+        bad = ~torch.isfinite(values)
+        if bad.any():
+            row, column = [int(i) for i in bad.nonzero()[0]]
+            first_step = state["step"] - len(state["window"]) + row + 1
+            raise TrainingDivergedError(
+                f"loss {state['window_names'][column]!r} became {values[row, column].item()} at update {first_step} "
+                f"of {config.alg_name} on {config.task_name}; the last good checkpoint ({checkpoint_path}) is kept. "
+                "Fix: lower the learning rate, check the dataset for extreme values, or change the seed."
+            )
+        state["window"] = [values]  # keep as one stacked tensor, checked
+
+    start, wall_before = time.perf_counter(), state["wall_time_s"]
+    bar = tqdm(total=config.max_training_step, initial=state["step"], desc=f"{config.alg_name} {config.task_name}",
+               unit="upd", mininterval=1.0, dynamic_ncols=True)
+    window_start_time, window_start_step = time.perf_counter(), state["step"]
+    with StopSignal() as stop:
+        while state["step"] < config.max_training_step:
+            losses = algorithm.update(data.sample(config.batch_size, generator))
+            state["window_names"] = list(losses)
+            state["window"].append(torch.stack([value.detach().float() for value in losses.values()]))
+            state["step"] += 1
+            step = state["step"]
+            bar.update(1)
+            last = step == config.max_training_step
+            if step % config.log_frequency == 0 or last:
+                flush_window()
+                means = window_values().mean(0)
+                now = time.perf_counter()
+                row = {"step": step, **dict(zip(state["window_names"], means.tolist())),
+                       "updates_per_s": (step - window_start_step) / (now - window_start_time),
+                       "time_s": wall_before + now - start}
+                metrics.append(row)
+                tracker.log(row)
+                state["window"] = []
+                window_start_time, window_start_step = time.perf_counter(), step
+                bar.set_postfix(upd_s=f"{row['updates_per_s']:.0f}", score=state["last"])
+            if step % config.eval_frequency == 0 or last:
+                result = evaluate(policy, dataset.task, views, config.max_eval_episode,
+                                  EVAL_SEED_BASE + 1000 * config.seed, device, config.memory_len, config.record_video)
+                row = {"step": step, "return": result["return"], "normalized_score": result["normalized_score"]}
+                metrics.append(row)
+                tracker.log(row)
+                state["last"] = round(result["normalized_score"], 1)
+                state["best"] = max(state["best"] if state["best"] is not None else -np.inf, result["normalized_score"])
+                if config.record_video:
+                    (run_dir / "videos").mkdir(exist_ok=True)
+                    video = run_dir / "videos" / f"step{step}.mp4"
+                    imageio.mimsave(video, result["frames"], fps=20)
+                    tracker.video(video, step)
+                bar.set_postfix(score=state["last"])
+            if step % config.checkpoint_frequency == 0 or last or stop.signum is not None:
+                flush_window()
+                state["wall_time_s"] = wall_before + time.perf_counter() - start
+                save_checkpoint()
+            if stop.signum is not None:
+                bar.close()
+                print(f"received signal {stop.signum} at update {step}: checkpoint written to {checkpoint_path}; "
+                      "rerun the same command to resume")
+                raise SystemExit(128 + stop.signum)
+    bar.close()
+    final = state["last"]
+    evaluations = [row for row in metrics.rows() if "normalized_score" in row]
+    summary = {"final_normalized_score": evaluations[-1]["normalized_score"] if evaluations else final,
+               "best_normalized_score": state["best"], "steps": state["step"], "wall_time_s": state["wall_time_s"]}
+    write_atomically(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
+    tracker.finish(summary)
+    print(f"{config.alg_name} on {config.task_name}: final normalised score {summary['final_normalized_score']:.1f}, "
+          f"best {summary['best_normalized_score']:.1f}; run folder {run_dir}")
+    return summary

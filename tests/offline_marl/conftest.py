@@ -1,0 +1,30 @@
+"""Small generated reacher datasets shared by the learning tests (generated once per session)."""
+import pytest
+
+from dzsc.datasets.generate import generate
+from dzsc.datasets.hdf5 import save_hdf5
+
+
+@pytest.fixture(scope="session")
+def reacher_c_path(tmp_path_factory):
+    """20,000 transitions (400 episodes) of the scripted counter-clockwise reacher expert."""
+    path = tmp_path_factory.mktemp("data") / "reacher-expert-C-v0.hdf5"
+    arrays, metadata = generate("reacher-expert-C-v0", 20_000, seed=0, progress=False)
+    save_hdf5(path, arrays, metadata)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def train_args():
+    return make_train_args
+
+
+def make_train_args(alg_name: str, dataset_path: str, run_dir, steps: int, task: str = "reacher-expert-C-v0_2x1_0",
+                    **extra) -> list[str]:
+    """Command-line flags for a short, CPU-only training run that evaluates only at the end."""
+    args = ["--alg_name", alg_name, "--task_name", task, "--dataset_path", dataset_path, "--run_dir", str(run_dir),
+            "--max_training_step", str(steps), "--eval_frequency", str(steps), "--log_frequency", str(max(1, steps // 4)),
+            "--checkpoint_frequency", str(steps), "--max_eval_episode", "10", "--device", "cpu"]
+    for key, value in extra.items():
+        args += [f"--{key}", str(value)]
+    return args
