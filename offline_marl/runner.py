@@ -210,6 +210,8 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
     data = DeviceDataset(dataset, device, config.memory_len,
                          reward_scale=dataset.reward_scale() if uses_reward_scale else 1.0)
     algorithm = build_algorithm(config, data.space, device)
+    if hasattr(algorithm, "set_observation_statistics"):  # learners that normalise observations (TD3+BC)
+        algorithm.set_observation_statistics(*data.observation_statistics())
     generator = torch.Generator(device=device).manual_seed(config.seed)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
     checkpoint_path = run_dir / "checkpoints" / "last.pt"
@@ -249,7 +251,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
         bad = ~torch.isfinite(values)
         if bad.any():
             row, column = [int(i) for i in bad.nonzero()[0]]
-            first_step = state["step"] - len(state["window"]) + row + 1
+            first_step = state["step"] - values.shape[0] + row + 1
             raise TrainingDivergedError(
                 f"loss {state['window_names'][column]!r} became {values[row, column].item()} at update {first_step} "
                 f"of {config.alg_name} on {config.task_name}; the last good checkpoint ({checkpoint_path}) is kept. "

@@ -1,0 +1,142 @@
+"""The runner: run folder, determinism, resume (in-process, after SIGTERM, after kill -9), NaN stop, bad flags."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from offline_marl import algos
+from offline_marl.algos.bc import BC
+from offline_marl.errors import ConfigError, RunDirConflictError, TrainingDivergedError, UnknownAlgorithmError
+from offline_marl.train_agents import main
+
+TIMING = ("updates_per_s", "time_s")
+SMALL = {"hidden_sizes": "32", "batch_size": "32"}
+
+
+def rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_timing(metric_rows):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in metric_rows]
+
+
+def test_run_folder_contents(reacher_c_path, train_args, tmp_path):
+    run_dir = tmp_path / "run"
+    summary = main(train_args("bc", reacher_c_path, run_dir, 40, eval_frequency=20, log_frequency=10,
+                              max_eval_episode=2, **SMALL))
+    assert set(summary) == {"final_normalized_score", "best_normalized_score", "steps", "wall_time_s"}
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["alg_name"] == "bc" and config["batch_size"] == 32 and config["hidden_sizes"] == [32]
+    metric_rows = rows(run_dir)
+    assert all("step" in row for row in metric_rows)
+    evaluations = [row for row in metric_rows if "normalized_score" in row]
+    assert [row["step"] for row in evaluations] == [20, 40] and all("return" in row for row in evaluations)
+    assert [row["step"] for row in metric_rows if "policy_loss" in row] == [10, 20, 30, 40]
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert summary["final_normalized_score"] == evaluations[-1]["normalized_score"]
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(reacher_c_path, train_args, tmp_path):
+    runs = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        main(train_args("bc", reacher_c_path, tmp_path / name, 30, seed=seed, max_eval_episode=2, **SMALL))
+        runs.append(without_timing(rows(tmp_path / name)))
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_resume_continues_at_the_right_step_with_the_same_results(reacher_c_path, train_args, tmp_path):
+    common = dict(eval_frequency=20, log_frequency=5, checkpoint_frequency=10, max_eval_episode=2, **SMALL)
+    main(train_args("bc", reacher_c_path, tmp_path / "straight", 40, **common))
+    main(train_args("bc", reacher_c_path, tmp_path / "resumed", 20, **common))
+    summary = main(train_args("bc", reacher_c_path, tmp_path / "resumed", 40, **common))
+    assert summary["steps"] == 40
+    assert without_timing(rows(tmp_path / "resumed")) == without_timing(rows(tmp_path / "straight"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_process_resumes_to_the_same_metrics(signum, reacher_c_path, train_args, tmp_path):
+    common = dict(eval_frequency=500, log_frequency=50, checkpoint_frequency=50, max_eval_episode=2, **SMALL)
+    main(train_args("bc", reacher_c_path, tmp_path / "straight", 1000, **common))
+    args = train_args("bc", reacher_c_path, tmp_path / "cut", 1000, **common)
+    command = [sys.executable, "-m", "offline_marl.train_agents", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoint = tmp_path / "cut" / "checkpoints" / "last.pt"
+    deadline = time.time() + 60
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode in (128 + signum, -signum), output
+    if signum == signal.SIGTERM:
+        assert "checkpoint written" in output
+    step = torch.load(checkpoint, weights_only=False)["state"]["step"]
+    assert 0 < step < 1000
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {tmp_path / 'cut'} at step {step}" in resumed.stdout
+    assert without_timing(rows(tmp_path / "cut")) == without_timing(rows(tmp_path / "straight"))
+
+
+def test_nan_loss_stops_naming_the_update_and_keeps_the_last_good_checkpoint(reacher_c_path, train_args, tmp_path,
+                                                                             monkeypatch):
+    class BrokenBC(BC):
+        calls = 0
+
+        def update(self, batch):
+            losses = super().update(batch)
+            BrokenBC.calls += 1
+            return {**losses, "policy_loss": losses["policy_loss"] * (float("nan") if BrokenBC.calls == 13 else 1.0)}
+
+    monkeypatch.setitem(algos.ALGORITHMS, "bc", (algos.ALGORITHMS["bc"][0], BrokenBC))
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match=r"'policy_loss' became nan at update 13"):
+        main(train_args("bc", reacher_c_path, run_dir, 40, log_frequency=20, checkpoint_frequency=10, **SMALL))
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["state"]["step"] == 10
+
+
+def test_bad_flags_give_clear_errors(reacher_c_path, train_args, tmp_path):
+    with pytest.raises(UnknownAlgorithmError, match=r"did you mean 'bc'.*choose one of"):
+        main(["--alg_name", "bcc"])
+    with pytest.raises(ConfigError, match="--batch_size must be a positive integer"):
+        main(train_args("bc", reacher_c_path, tmp_path / "r", 10, batch_size=0))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--alg_name", "bc", "--learning_rate_typo", "1"])
+    assert exit_info.value.code == 2
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("batch_sise: 64\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['batch_sise'\]"):
+        main(["--config", str(bad_yaml)])
+    main(train_args("bc", reacher_c_path, tmp_path / "r", 10, max_eval_episode=1, **SMALL))
+    with pytest.raises(RunDirConflictError, match="seed: 0 -> 3"):
+        main(train_args("bc", reacher_c_path, tmp_path / "r", 10, seed=3, max_eval_episode=1, **SMALL))
+
+
+def test_command_line_help_documents_every_flag_and_errors_exit_2(tmp_path):
+    env = {**os.environ, "DZSC_DATA_DIR": str(tmp_path)}
+    shown = subprocess.run([sys.executable, "offline_marl/train_agents.py", "--help"], capture_output=True, text=True,
+                           env=env)
+    assert shown.returncode == 0
+    for name in ("--task_name", "--alg_name", "--seed", "--batch_size", "--max_training_step", "--eval_frequency",
+                 "--log_frequency", "--max_eval_episode", "--memory_len", "--config", "--run_dir", "--device",
+                 "--wandb", "--record_video", "--hidden_sizes", "--actor_lr"):
+        assert name in shown.stdout
+    missing = subprocess.run([sys.executable, "offline_marl/train_agents.py", "--task_name", "hopper-medium-v2_3x1_0",
+                              "--run_dir", str(tmp_path / "r")], capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and "no dataset found for scenario 'hopper-medium-v2'" in missing.stderr
+
+
+def test_yaml_config_sets_defaults_and_flags_override(reacher_c_path, train_args, tmp_path):
+    config_file = tmp_path / "bc.yaml"
+    config_file.write_text("batch_size: 16\nhidden_sizes: [16, 16]\nseed: 5\n")
+    run_dir = tmp_path / "r"
+    main(["--config", str(config_file), "--seed", "6"] + train_args("bc", reacher_c_path, run_dir, 5, max_eval_episode=1))
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["batch_size"] == 16 and config["hidden_sizes"] == [16, 16] and config["seed"] == 6
