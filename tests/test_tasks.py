@@ -10,13 +10,13 @@ from dzsc.errors import UnknownTaskError
 from dzsc.partitions import BODIES
 from dzsc.tasks import get_task, parse_task_name, task_names
 
-# The combinations TASKS.md lists, typed independently of the registry.
+# The combinations TASKS.md lists (plus the single-agent 1xN references), typed independently of the registry.
 EXPECTED_CONFS = {
-    "reacher": {"2x1", "2x1notip", "2x1first", "2x1second"},
-    "halfcheetah": {"2x3", "6x1"},
-    "hopper": {"3x1"},
-    "walker2d": {"2x3", "6x1"},
-    "ant": {"4x2", "t4x2", "2x4", "2x4d"},
+    "reacher": {"2x1", "2x1notip", "2x1first", "2x1second", "1x2"},
+    "halfcheetah": {"2x3", "6x1", "1x6"},
+    "hopper": {"3x1", "1x3"},
+    "walker2d": {"2x3", "6x1", "1x6"},
+    "ant": {"4x2", "t4x2", "2x4", "2x4d", "1x8"},
 }
 PLANAR_OBSK = {"full", "0", "0t", "0tv", "0txv", "0tnv"}
 EXPECTED_OBSK = {"reacher": {"0", "full"}, "halfcheetah": PLANAR_OBSK, "hopper": PLANAR_OBSK,

@@ -3,7 +3,9 @@
 One module per body declares its parts by MuJoCo joint names and its agent configurations
 (`AGENT_CONFS`: which joints each agent drives, which extra parts it observes). Indices into the
 global observation and action vectors are never typed by hand: `layout.py` derives them from the
-compiled MuJoCo model (joint addresses, actuator transmissions).
+compiled MuJoCo model (joint addresses, actuator transmissions). Every body also has a
+single-agent configuration `1xN` (one agent drives all N actuators), the reference point for
+measuring what splitting a body costs and for comparisons with single-agent libraries.
 """
 from dzsc.partitions import ant, halfcheetah, hopper, reacher, walker2d
 

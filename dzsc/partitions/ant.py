@@ -15,6 +15,7 @@ BODY = Body(
     datasets=LOCOMOTION_DATASETS,
     versions=LOCOMOTION_VERSIONS,
     agent_confs={
+        "1x8": (AgentLayout(LEG[1] + LEG[2] + LEG[3] + LEG[4]),),  # single-agent reference
         "4x2": tuple(AgentLayout(LEG[k]) for k in (1, 2, 3, 4)),
         "t4x2": (AgentLayout(LEG[1], TORSO),) + tuple(AgentLayout(LEG[k]) for k in (2, 3, 4)),
         "2x4": (AgentLayout(LEG[1] + LEG[2]), AgentLayout(LEG[3] + LEG[4])),

@@ -13,6 +13,7 @@ BODY = Body(
     datasets=LOCOMOTION_DATASETS,
     versions=LOCOMOTION_VERSIONS,
     agent_confs={
+        "1x6": (AgentLayout(BACK + FRONT),),  # single-agent reference
         "2x3": (AgentLayout(BACK), AgentLayout(FRONT)),
         "6x1": tuple(AgentLayout((joint,)) for joint in BACK + FRONT),
     },

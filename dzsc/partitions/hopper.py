@@ -3,6 +3,8 @@ from dzsc.partitions.layout import (
     LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, Body, locomotion_obsk, locomotion_parts,
 )
 
+JOINTS = ("thigh_joint", "leg_joint", "foot_joint")
+
 BODY = Body(
     name="hopper",
     env_id="Hopper-v5",
@@ -10,7 +12,10 @@ BODY = Body(
     max_episode_steps=1000,
     datasets=LOCOMOTION_DATASETS,
     versions=LOCOMOTION_VERSIONS,
-    agent_confs={"3x1": tuple(AgentLayout((joint,)) for joint in ("thigh_joint", "leg_joint", "foot_joint"))},
+    agent_confs={
+        "1x3": (AgentLayout(JOINTS),),  # single-agent reference
+        "3x1": tuple(AgentLayout((joint,)) for joint in JOINTS),
+    },
     obsk=locomotion_obsk(free_floating=False),
     parts_from_model=lambda model: locomotion_parts(model, n_excluded=1),
 )

@@ -31,6 +31,7 @@ BODY = Body(
     datasets=("expert-C", "expert-D", "expert-mix", "random"),
     versions=("v0",),
     agent_confs={
+        "1x2": (AgentLayout(("joint0", "joint1"), ("target", "tip")),),  # single-agent reference
         "2x1": (AgentLayout(("joint0",), ("target", "tip")), AgentLayout(("joint1",), ("target", "tip"))),
         "2x1notip": (AgentLayout(("joint0",), ("target",)), AgentLayout(("joint1",), ("target",))),
         "2x1first": (AgentLayout(("joint0",), ("arm1", "target")), AgentLayout(("joint1",), ("arm0",))),

@@ -14,6 +14,7 @@ BODY = Body(
     datasets=LOCOMOTION_DATASETS,
     versions=LOCOMOTION_VERSIONS,
     agent_confs={
+        "1x6": (AgentLayout(RIGHT + LEFT),),  # single-agent reference
         "2x3": (AgentLayout(RIGHT), AgentLayout(LEFT)),
         "6x1": tuple(AgentLayout((joint,)) for joint in RIGHT + LEFT),
     },
