@@ -26,7 +26,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-bench: $(STAMP)
+# d3rlpy, the peer of the update-speed benchmark, lives in its own venv (its pins are not ours).
+PEER_STAMP := .venv-d3rlpy/.installed
+$(PEER_STAMP): benchmarks/requirements-d3rlpy.txt
+	test -x .venv-d3rlpy/bin/python || $(PYTHON) -m venv .venv-d3rlpy
+	.venv-d3rlpy/bin/python -m pip install --quiet -r benchmarks/requirements-d3rlpy.txt
+	touch $(PEER_STAMP)
+
+bench: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:

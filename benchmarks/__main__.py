@@ -1,9 +1,13 @@
-"""Run every benchmark: `python -m benchmarks [NAME ...]` (names: dataset_memory, generation)."""
+"""Run every benchmark: `python -m benchmarks [NAME ...]` (names: dataset_memory, generation, updates)."""
 import sys
 
-from benchmarks import bench_dataset_memory, bench_generation
+from benchmarks import bench_dataset_memory, bench_generation, bench_updates
 
-BENCHMARKS = {"dataset_memory": bench_dataset_memory.main, "generation": bench_generation.main}
+BENCHMARKS = {
+    "dataset_memory": bench_dataset_memory.main,
+    "generation": bench_generation.main,
+    "updates": bench_updates.main,
+}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)

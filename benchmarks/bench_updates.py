@@ -1,0 +1,77 @@
+"""Gradient updates per second against d3rlpy, and the cost of splitting a body between agents.
+
+1. `bc`, `iql`, `itd3-bc`, `cql` on the single-agent task `halfcheetah-random-gen_1x6_full`
+   (obs 17, action 6) against d3rlpy 2.8.1's BC, IQL, TD3PlusBC and CQL on the same transitions:
+   2x256 MLPs, batch 256, CPU, sampling included. d3rlpy runs in its own venv (.venv-d3rlpy, built
+   by `make bench`). Target: ours >= 2x d3rlpy.
+2. Agent scaling: time per update of each algorithm on `halfcheetah-random-gen_6x1_0` (6 agents,
+   one joint each) over the single-agent `1x6_full`. Target: <= 1.5x.
+
+Each comparison prints `RATIO <name>: <x.xx> (<ours>/s vs <peer>/s)`.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from dzsc.datasets import load_dataset
+from dzsc.datasets.generate import collect, uniform_policy
+from dzsc.datasets.hdf5 import save_hdf5
+from offline_marl.algos import ALGORITHMS
+from offline_marl.data import DeviceDataset
+
+PEER_PYTHON = Path(".venv-d3rlpy/bin/python")
+ALGS = ("bc", "iql", "itd3-bc", "cql")
+UPDATES = {"bc": 600, "iql": 300, "itd3-bc": 400, "cql": 100}
+SIZE = 20_000
+
+
+def ours_updates_per_s(alg: str, task: str, path: Path, updates: int) -> float:
+    config_class, algorithm_class = ALGORITHMS[alg]
+    config = config_class(task_name=task)
+    dataset = load_dataset(task, path=path)
+    data = DeviceDataset(dataset, torch.device("cpu"))
+    algorithm = algorithm_class(config, data.space, torch.device("cpu"))
+    if hasattr(algorithm, "set_observation_statistics"):
+        algorithm.set_observation_statistics(*data.observation_statistics())
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        algorithm.update(data.sample(config.batch_size, generator))
+    start = time.perf_counter()
+    for _ in range(updates):
+        losses = algorithm.update(data.sample(config.batch_size, generator))
+    torch.stack(list(losses.values())).sum().item()
+    return updates / (time.perf_counter() - start)
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "halfcheetah-random-gen.hdf5"
+        save_hdf5(path, collect("halfcheetah", uniform_policy("halfcheetah", 0), SIZE, seed=0, progress=False),
+                  {"scenario": "halfcheetah-random-gen", "generator": "uniform random actions", "seed": 0})
+        print(f"[updates] {SIZE} halfcheetah transitions, 2x256 MLPs, batch 256, CPU threads {torch.get_num_threads()}")
+        ours = {alg: ours_updates_per_s(alg, "halfcheetah-random-gen_1x6_full", path, UPDATES[alg]) for alg in ALGS}
+        if PEER_PYTHON.exists():
+            out = subprocess.run([str(PEER_PYTHON), "benchmarks/d3rlpy_peer.py", str(path), "300", *ALGS],
+                                 capture_output=True, text=True, check=True)
+            peer = json.loads(out.stdout.strip().splitlines()[-1])
+            for alg in ALGS:
+                print(f"RATIO {alg}-vs-d3rlpy: {ours[alg] / peer[alg]:.2f} ({ours[alg]:.0f}/s vs {peer[alg]:.0f}/s)")
+        else:
+            print(f"d3rlpy peer not installed ({PEER_PYTHON}); `make bench` builds it")
+            for alg in ALGS:
+                print(f"  {alg}: {ours[alg]:.0f} updates/s")
+        for alg in ALGS:
+            split = ours_updates_per_s(alg, "halfcheetah-random-gen_6x1_0", path, UPDATES[alg] // 2)
+            print(f"RATIO {alg}-6x1-over-1x6-time: {ours[alg] / split:.2f} ({split:.0f}/s vs {ours[alg]:.0f}/s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
