@@ -46,13 +46,12 @@ class DeviceDataset:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def observation_statistics(self, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    def observation_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-agent observation mean and std `[n_agents, obs_dim]` over the dataset (padded: 0 and 1).
         Each agent's entries are a subset of the global observation, so gather the global moments."""
-        observations = self.arrays["observations"]
-        mean = gather_agents(observations.mean(0), self.views["obs_index"], self.views["obs_mask"])
-        std = gather_agents(observations.std(0) + eps, self.views["obs_index"], self.views["obs_mask"])
-        return mean, torch.where(self.views["obs_mask"], std, torch.ones_like(std))
+        std, mean = torch.std_mean(self.arrays["observations"].float(), dim=0)
+        index, mask = self.views["obs_index"], self.views["obs_mask"]
+        return torch.where(mask, mean[index], 0.0), torch.where(mask, std[index], 1.0)
 
     def sample(self, batch_size: int, generator: torch.Generator, pool: torch.Tensor | None = None) -> dict:
         """A batch with shared indices across agents: global arrays `[B, ...]`, agent tensors `[n, B, dim]`."""
