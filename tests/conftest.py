@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True)
 def isolated_data_dirs(tmp_path, monkeypatch):
     """Every test gets empty dataset caches, so nothing on the machine leaks in or gets written."""
-    monkeypatch.setenv("DZSC_DATA_DIR", str(tmp_path / "dzsc-data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DZSC_DATA_DIR", str(tmp_path / "dzsc"))
     monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))

@@ -31,12 +31,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
-    """Every cache folder in tmp_path, offline, and no proxy for 127.0.0.1."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("DZSC_DATA_DIR", str(tmp_path / "dzsc"))
-    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path / "d4rl"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    """Offline, and no proxy for 127.0.0.1 (tests/conftest.py puts every cache folder in tmp_path)."""
     monkeypatch.setenv("DZSC_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
