@@ -1,6 +1,6 @@
 """Multi-agent IQL with state-dependent monotonic linear mixers: the MA-IQL baseline of Barde et al.
 (2024, "A Model-Based Solution to the Offline Multi-Agent Reinforcement Learning Coordination
-Problem", AAMAS), i.e. IQL (Kostrikov et al., 2022) on QMIX-style mixed values (Rashid et al., 2018).
+Problem"), i.e. IQL (Kostrikov et al., 2022) on QMIX-style mixed values (Rashid et al., 2018).
 
 Per agent i: twin critics Q_i^k(o_i, a_i) (k = 1, 2), a value V_i(o_i) and a tanh-Gaussian policy
 pi_i(a_i | o_i), each one batched network over agents. Hypernetworks of the global information mix
@@ -19,9 +19,10 @@ values, with Polyak-averaged targets of the per-agent critics AND their mixer (Q
     L_pi = -E_D[ min(exp(beta A_tot), w_max) sum_i log pi_i(a_i | o_i) ],  A_tot = min_k Q-bar_tot^k(s, a) - V_tot(s)
 
 so one team advantage weights every agent's log-likelihood (policies stay decentralised: pi_i sees
-o_i only). Defaults as IQL's (tau = 0.7, beta = 3, w_max = 100, gamma = 0.99, Polyak 0.005, learning
-rates 3e-4, 2x256 agent networks), hypernetworks with one hidden layer of 64 units. Rewards are
-scaled by 1000 / (max - min episode return), as in IQL.
+o_i only). Each of the twin critics has its own mixer (k indexes both), so the min over k is IQL's
+clipped double Q on the team values. Defaults as IQL's (tau = 0.7, beta = 3, w_max = 100,
+gamma = 0.99, Polyak 0.005, learning rates 3e-4, 2x256 agent networks), hypernetworks with one
+hidden layer of 64 units. Rewards are scaled by 1000 / (max - min episode return), as in IQL.
 
 Implementation notes (as in `offline_marl.algos.iql`): the three losses touch disjoint parameters
 (V_tot's target and the advantage use V_tot detached), so they share one backward pass and one fused

@@ -209,7 +209,11 @@ def test_cosine_schedule_and_its_state_survive_a_checkpoint(name):
 
 
 # (algorithm, updates, minimum final normalised score) with 64x64 networks; random ~ 0, data ~ 106.
-LEARNING = [("iql", 1500, 15.0), ("ma-iql", 1500, 15.0)]
+# On this machine, with seed 0's evaluation episodes and 7 training seeds (standing in for another
+# machine's floating-point drift): iql 30-56, ma-iql 48-63. The untrained policy (actor_lr 0) scores ~6.
+# The data is one deterministic expert, so beta = 0 (behaviour cloning) passes as well: the direction
+# of the advantage weighting is checked by test_policy_moves_towards_high_advantage_actions.
+LEARNING = [("iql", 1500, 15.0), ("ma-iql", 1500, 25.0)]
 
 
 @pytest.mark.parametrize("name, steps, minimum", LEARNING)
