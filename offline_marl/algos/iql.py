@@ -90,20 +90,12 @@ class CosineSchedule:
             self.optimizer.param_groups[self.group]["lr"] = self.base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class IQL(nn.Module):
-    def __init__(self, config: IQLConfig, space: AgentSpace, device: torch.device):
-        super().__init__()
-        self.config = config
-        n, hidden = space.n_agents, config.hidden_sizes
-        self.input = PolicyInput(config, space)
-        self.policy = TanhGaussianPolicy(n, self.input.dim, space.action_dim, hidden, space.action_mask)
-        self.q = QEnsemble(n, space.obs_dim, space.action_dim, hidden, n_q=2)
-        self.v = ValueNet(n, space.obs_dim, hidden)
-        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.to(device)
+class IQLLearner(nn.Module):
+    """What IQL and MA-IQL share: one fused Adam step for the three losses (they touch disjoint
+    parameters), the policy's cosine schedule, the checkpointed update counter, Polyak targets, acting."""
+
+    def _setup_optimization(self, config: IQLConfig, actor: list, critic: list) -> None:
         self.updates = 0
-        actor = list(self.input.parameters()) + list(self.policy.parameters())
-        critic = list(self.q.parameters()) + list(self.v.parameters())
         optimizer = adam([{"params": actor, "lr": config.actor_lr}, {"params": critic, "lr": config.critic_lr}],
                          config.critic_lr)
         self.optimizers = {"iql": optimizer}
@@ -115,6 +107,34 @@ class IQL(nn.Module):
 
     def set_extra_state(self, state: dict) -> None:
         self.updates = int(state["updates"])
+
+    def _step(self, losses: dict, target: nn.Module, online: nn.Module) -> None:
+        self.schedule.apply(self.updates)
+        optimizer = self.optimizers["iql"]
+        optimizer.zero_grad(set_to_none=True)
+        (losses["q_loss"] + losses["value_loss"] + losses["policy_loss"]).backward()
+        optimizer.step()
+        soft_update(target, online, self.config.tau)
+        self.updates += 1
+
+    def act(self, agent_obs: torch.Tensor, history: dict | None) -> torch.Tensor:
+        return self.policy.deterministic(self.input(agent_obs, history))
+
+
+class IQL(IQLLearner):
+    def __init__(self, config: IQLConfig, space: AgentSpace, device: torch.device):
+        super().__init__()
+        self.config = config
+        n, hidden = space.n_agents, config.hidden_sizes
+        self.input = PolicyInput(config, space)
+        self.policy = TanhGaussianPolicy(n, self.input.dim, space.action_dim, hidden, space.action_mask)
+        self.q = QEnsemble(n, space.obs_dim, space.action_dim, hidden, n_q=2)
+        self.v = ValueNet(n, space.obs_dim, hidden)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.to(device)
+        actor = list(self.input.parameters()) + list(self.policy.parameters())
+        critic = list(self.q.parameters()) + list(self.v.parameters())
+        self._setup_optimization(config, actor, critic)
 
     def update(self, batch: dict) -> dict:
         c = self.config
@@ -130,16 +150,7 @@ class IQL(nn.Module):
         weights = advantage_weights(advantage, c.temperature, c.max_weight)
         log_prob = self.policy.log_prob(self.input(obs, batch.get("history")), actions)
         policy_loss = -(weights * log_prob).mean()
-
-        self.schedule.apply(self.updates)
-        optimizer = self.optimizers["iql"]
-        optimizer.zero_grad(set_to_none=True)
-        (q_loss + value_loss + policy_loss).backward()
-        optimizer.step()
-        soft_update(self.q_target, self.q, c.tau)
-        self.updates += 1
-        return {"q_loss": q_loss, "value_loss": value_loss, "policy_loss": policy_loss,
-                "advantage": advantage.mean(), "weight": weights.mean()}
-
-    def act(self, agent_obs: torch.Tensor, history: dict | None) -> torch.Tensor:
-        return self.policy.deterministic(self.input(agent_obs, history))
+        losses = {"q_loss": q_loss, "value_loss": value_loss, "policy_loss": policy_loss,
+                  "advantage": advantage.mean(), "weight": weights.mean()}
+        self._step(losses, self.q_target, self.q)
+        return losses

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from offline_marl.algos.base import PolicyInput, adam, soft_update
-from offline_marl.algos.iql import CosineSchedule, IQLConfig, advantage_weights, expectile_loss
+from offline_marl.algos.iql import IQLConfig, IQLLearner, advantage_weights, expectile_loss
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace
 from offline_marl.nn import BatchedMLP, QEnsemble, TanhGaussianPolicy, ValueNet
@@ -97,7 +97,7 @@ class TeamValue(nn.Module):
         return self.mixer(self.v(agent_obs).unsqueeze(0), global_obs).squeeze(0)
 
 
-class MAIQL(nn.Module):
+class MAIQL(IQLLearner):
     def __init__(self, config: MAIQLConfig, space: AgentSpace, device: torch.device):
         super().__init__()
         self.config = config
@@ -108,20 +108,9 @@ class MAIQL(nn.Module):
         self.value = TeamValue(space, config.hidden_sizes, config.mixer_hidden_sizes)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.to(device)
-        self.updates = 0
         actor = list(self.input.parameters()) + list(self.policy.parameters())
         critic = list(self.critic.parameters()) + list(self.value.parameters())
-        optimizer = adam([{"params": actor, "lr": config.actor_lr}, {"params": critic, "lr": config.critic_lr}],
-                         config.critic_lr)
-        self.optimizers = {"ma_iql": optimizer}
-        self.schedule = CosineSchedule(optimizer, 0, config.actor_lr, config.max_training_step,
-                                       config.actor_cosine_schedule)
-
-    def get_extra_state(self) -> dict:
-        return {"updates": self.updates}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.updates = int(state["updates"])
+        self._setup_optimization(config, actor, critic)
 
     def update(self, batch: dict) -> dict:
         c = self.config
@@ -138,15 +127,7 @@ class MAIQL(nn.Module):
         log_prob = self.policy.log_prob(obs, batch["agent_actions"]).sum(0)  # sum_i log pi_i(a_i | o_i): [B]
         policy_loss = -(weights * log_prob).mean()
 
-        self.schedule.apply(self.updates)
-        optimizer = self.optimizers["ma_iql"]
-        optimizer.zero_grad(set_to_none=True)
-        (q_loss + value_loss + policy_loss).backward()
-        optimizer.step()
-        soft_update(self.critic_target, self.critic, c.tau)
-        self.updates += 1
-        return {"q_loss": q_loss, "value_loss": value_loss, "policy_loss": policy_loss,
-                "advantage": advantage.mean(), "weight": weights.mean()}
-
-    def act(self, agent_obs: torch.Tensor, history: dict | None) -> torch.Tensor:
-        return self.policy.deterministic(self.input(agent_obs, history))
+        losses = {"q_loss": q_loss, "value_loss": value_loss, "policy_loss": policy_loss,
+                  "advantage": advantage.mean(), "weight": weights.mean()}
+        self._step(losses, self.critic_target, self.critic)
+        return losses
