@@ -43,9 +43,9 @@ OBS_STD_EPS = 1e-3
 
 
 @dataclass
-class ITD3BCConfig(OfflineConfig):
-    alg_name: str = flag("itd3-bc", "algorithm")
-    alpha: float = flag(2.5, "TD3+BC's alpha: lambda = alpha / mean|Q| weighs the Q term against behaviour cloning")
+class TD3Config(OfflineConfig):
+    """TD3's flags (Fujimoto et al., 2018), shared by ITD3+BC and OMAR."""
+
     policy_delay: int = flag(2, "critic updates per actor (and target) update")
     policy_noise: float = flag(0.2, "std of the Gaussian noise added to the target policy's action")
     noise_clip: float = flag(0.5, "the target policy noise is clipped to [-noise_clip, noise_clip]")
@@ -54,9 +54,20 @@ class ITD3BCConfig(OfflineConfig):
         super().validate()
         if self.policy_delay <= 0:
             raise ConfigError(f"--policy_delay must be a positive integer, got {self.policy_delay}")
-        for name in ("alpha", "policy_noise", "noise_clip"):
+        for name in ("policy_noise", "noise_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class ITD3BCConfig(TD3Config):
+    alg_name: str = flag("itd3-bc", "algorithm")
+    alpha: float = flag(2.5, "TD3+BC's alpha: lambda = alpha / mean|Q| weighs the Q term against behaviour cloning")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.alpha < 0:
+            raise ConfigError(f"--alpha must be >= 0, got {self.alpha}")
 
 
 class DeterministicActor(nn.Module):

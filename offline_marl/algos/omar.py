@@ -44,9 +44,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from offline_marl.algos.base import OfflineConfig, adam, soft_update
+from offline_marl.algos.base import adam, soft_update
 from offline_marl.algos.cql import cql_regularizer, q_with_proposals, uniform_proposals
-from offline_marl.algos.itd3_bc import DelayedActorState, DeterministicActor, first_critic, td3_target
+from offline_marl.algos.itd3_bc import DelayedActorState, DeterministicActor, TD3Config, first_critic, td3_target
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
@@ -54,11 +54,8 @@ from offline_marl.nn import QEnsemble
 
 
 @dataclass
-class OMARConfig(OfflineConfig):
+class OMARConfig(TD3Config):
     alg_name: str = flag("omar", "algorithm")
-    policy_delay: int = flag(2, "critic updates per actor (and target) update (TD3)")
-    policy_noise: float = flag(0.2, "std of the Gaussian noise added to the target policy's action (TD3)")
-    noise_clip: float = flag(0.5, "the target policy noise is clipped to [-noise_clip, noise_clip] (TD3)")
     alpha_cql: float = flag(1.0, "weight of the CQL(H) regulariser on the critics")
     n_actions: int = flag(10, "sampled actions per source (uniform, perturbed policy at o and at o') in the logsumexp")
     cql_noise: float = flag(0.2, "std of the Gaussian perturbation of the policy's actions proposed to CQL's logsumexp")
@@ -70,13 +67,13 @@ class OMARConfig(OfflineConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("policy_delay", "n_actions", "omar_iters", "omar_samples", "omar_elites"):
+        for name in ("n_actions", "omar_iters", "omar_samples", "omar_elites"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         if self.omar_elites > self.omar_samples:
             raise ConfigError(f"--omar_elites ({self.omar_elites}) must not exceed "
                               f"--omar_samples ({self.omar_samples})")
-        for name in ("alpha_cql", "policy_noise", "noise_clip", "omar_sigma"):
+        for name in ("alpha_cql", "omar_sigma"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.cql_noise <= 0:
