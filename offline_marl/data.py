@@ -11,6 +11,7 @@ import torch
 
 from dzsc.datasets.dataset import OfflineDataset, batch_views, gather_agents, history_views
 from dzsc.datasets.transitions import TRANSITION_KEYS
+from dzsc.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,13 @@ class AgentSpace:
     obs_mask: torch.Tensor  # [n_agents, obs_dim] bool
     action_mask: torch.Tensor  # [n_agents, action_dim] bool
 
+    @classmethod
+    def of_task(cls, task: Task, views: dict) -> "AgentSpace":
+        """Sizes from the task and its padded index matrices (`dzsc.datasets.dataset.agent_views`)."""
+        return cls(n_agents=task.n_agents, obs_dim=views["obs_index"].shape[1], action_dim=views["action_index"].shape[1],
+                   global_obs_dim=task.obs_dim, global_action_dim=task.action_dim,
+                   obs_mask=views["obs_mask"], action_mask=views["action_mask"])
+
 
 class DeviceDataset:
     """Tensors of an OfflineDataset on one device, sampled with a seeded torch.Generator."""
@@ -36,12 +44,7 @@ class DeviceDataset:
         self.arrays["rewards"] = self.arrays["rewards"] * reward_scale
         self.views = {key: to(value) for key, value in dataset.views().items()}
         self.episode_start_of = to(dataset.episode_start_of)
-        task = dataset.task
-        self.space = AgentSpace(
-            n_agents=task.n_agents, obs_dim=self.views["obs_index"].shape[1], action_dim=self.views["action_index"].shape[1],
-            global_obs_dim=task.obs_dim, global_action_dim=task.action_dim,
-            obs_mask=self.views["obs_mask"], action_mask=self.views["action_mask"],
-        )
+        self.space = AgentSpace.of_task(dataset.task, self.views)
 
     def __len__(self) -> int:
         return len(self.dataset)

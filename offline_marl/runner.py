@@ -35,6 +35,8 @@ import yaml
 from tqdm import tqdm
 
 from dzsc.datasets import load_dataset
+from dzsc.datasets.dataset import agent_views
+from dzsc.tasks import get_task
 from offline_marl.config import RunConfig
 from offline_marl.data import AgentSpace, DeviceDataset
 from offline_marl.errors import RunDirConflictError, TrainingDivergedError
@@ -196,21 +198,29 @@ def prepare_run_dir(config: RunConfig) -> Path:
 
 
 def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, torch.device], torch.nn.Module],
-          uses_reward_scale: bool = False) -> dict:
-    """Train `build_algorithm(config, space, device)` on the task's dataset; returns the summary.
+          uses_reward_scale: bool = False, needs_dataset: bool = True) -> dict:
+    """Train `build_algorithm(config, space, device)`; returns the summary.
 
-    The algorithm is an nn.Module with `update(batch) -> dict[str, Tensor]` (scalar losses),
-    `act(agent_obs, history) -> actions` (deterministic, `[n, E, act]`) and `optimizers`
-    (a dict of torch optimisers, checkpointed with it).
+    The algorithm is an nn.Module with `act(agent_obs, history) -> actions` (deterministic,
+    `[n, E, act]`), `optimizers` (a dict of torch optimisers, checkpointed with it) and either
+    `update(batch) -> dict[str, Tensor]` (scalar losses of one step on a dataset batch), or
+    `train_step(data, generator) -> dict[str, Tensor]` when it makes its own data (MA-PPO online,
+    MOMA-PPO in a world model): one training step = one call; `data` is the task's DeviceDataset,
+    or None with `needs_dataset=False` (online learning in the simulator).
     """
     device = resolve_device(config.device)
     run_dir = prepare_run_dir(config)
     seed_everything(config.seed)
-    dataset = load_dataset(config.task_name, path=config.dataset_path)
-    data = DeviceDataset(dataset, device, config.memory_len,
-                         reward_scale=dataset.reward_scale() if uses_reward_scale else 1.0)
-    algorithm = build_algorithm(config, data.space, device)
-    if hasattr(algorithm, "set_observation_statistics"):  # learners that normalise observations (TD3+BC)
+    task = get_task(config.task_name)
+    data = None
+    if needs_dataset:
+        dataset = load_dataset(task, path=config.dataset_path)
+        data = DeviceDataset(dataset, device, config.memory_len,
+                             reward_scale=dataset.reward_scale() if uses_reward_scale else 1.0)
+    views = agent_views(task)
+    space = AgentSpace.of_task(task, {key: torch.as_tensor(value, device=device) for key, value in views.items()})
+    algorithm = build_algorithm(config, space, device)
+    if data is not None and hasattr(algorithm, "set_observation_statistics"):  # learners that normalise inputs
         algorithm.set_observation_statistics(*data.observation_statistics())
     generator = torch.Generator(device=device).manual_seed(config.seed)
     metrics = MetricsLog(run_dir / "metrics.jsonl")
@@ -228,7 +238,6 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
     else:
         metrics.truncate_after(0)
     tracker = Tracker(config, run_dir)
-    views = dataset.views()
 
     def policy(agent_obs, history):
         return algorithm.act(agent_obs, history)
@@ -265,7 +274,10 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
     window_start_time, window_start_step = time.perf_counter(), state["step"]
     with StopSignal() as stop:
         while state["step"] < config.max_training_step:
-            losses = algorithm.update(data.sample(config.batch_size, generator))
+            if hasattr(algorithm, "train_step"):
+                losses = algorithm.train_step(data, generator)
+            else:
+                losses = algorithm.update(data.sample(config.batch_size, generator))
             state["window_names"] = list(losses)
             state["window"].append(torch.stack([value.detach().float() for value in losses.values()]))
             state["step"] += 1
@@ -285,7 +297,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
                 window_start_time, window_start_step = time.perf_counter(), step
                 bar.set_postfix(upd_s=f"{row['updates_per_s']:.0f}", score=state["last"])
             if step % config.eval_frequency == 0 or last:
-                result = evaluate(policy, dataset.task, views, config.max_eval_episode,
+                result = evaluate(policy, task, views, config.max_eval_episode,
                                   EVAL_SEED_BASE + 1000 * config.seed, device, config.memory_len, config.record_video)
                 row = {"step": step, "return": result["return"], "normalized_score": result["normalized_score"]}
                 metrics.append(row)

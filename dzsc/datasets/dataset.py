@@ -33,6 +33,14 @@ def padded_index(index_lists) -> tuple[np.ndarray, np.ndarray]:
     return index, mask
 
 
+def agent_views(task: Task) -> dict:
+    """The task's padded index matrices: `obs_index`, `obs_mask` `[n, max_obs]`, `action_index`,
+    `action_mask` `[n, max_action]` (see `padded_index`)."""
+    obs_index, obs_mask = padded_index([a.obs_indices for a in task.agents])
+    action_index, action_mask = padded_index([a.action_indices for a in task.agents])
+    return {"obs_index": obs_index, "obs_mask": obs_mask, "action_index": action_index, "action_mask": action_mask}
+
+
 def gather_agents(global_values, index, mask):
     """[..., dim] global values -> [..., n_agents, max_dim] per-agent values (zeros where masked)."""
     return global_values[..., index] * mask
@@ -105,8 +113,8 @@ class OfflineDataset:
         )
         for key, value in arrays.items():
             setattr(self, key, value)
-        self.obs_index, self.obs_mask = padded_index([a.obs_indices for a in self.task.agents])
-        self.action_index, self.action_mask = padded_index([a.action_indices for a in self.task.agents])
+        for key, value in agent_views(self.task).items():
+            setattr(self, key, value)
         ends = self.terminals | self.timeouts
         ends[-1] = True
         self.episode_ends = np.flatnonzero(ends)
