@@ -7,10 +7,14 @@
 2. Agent scaling: time per update of each algorithm on `halfcheetah-random-gen_6x1_0` (6 agents,
    one joint each) over the single-agent `1x6_full`. Target: <= 1.5x.
 
-Each comparison prints `RATIO <name>: <x.xx> (<ours>/s vs <peer>/s)`.
+Each comparison prints `RATIO <name>: <x.xx> (<ours>/s vs <peer>/s)`. `--device cuda` measures
+ours on the GPU (the d3rlpy comparison stays a CPU one and is skipped there).
+
+    python -m benchmarks.bench_updates [--device cpu|cuda]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -32,15 +36,15 @@ UPDATES = {"bc": 600, "iql": 300, "itd3-bc": 400, "cql": 100}
 SIZE = 20_000
 
 
-def ours_updates_per_s(alg: str, task: str, path: Path, updates: int) -> float:
+def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: torch.device) -> float:
     config_class, algorithm_class = ALGORITHMS[alg]
     config = config_class(task_name=task)
     dataset = load_dataset(task, path=path)
-    data = DeviceDataset(dataset, torch.device("cpu"))
-    algorithm = algorithm_class(config, data.space, torch.device("cpu"))
+    data = DeviceDataset(dataset, device)
+    algorithm = algorithm_class(config, data.space, device)
     if hasattr(algorithm, "set_observation_statistics"):
         algorithm.set_observation_statistics(*data.observation_statistics())
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device=device).manual_seed(0)
     for _ in range(20):
         algorithm.update(data.sample(config.batch_size, generator))
     start = time.perf_counter()
@@ -50,15 +54,23 @@ def ours_updates_per_s(alg: str, task: str, path: Path, updates: int) -> float:
     return updates / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] = ()) -> None:
+    parser = argparse.ArgumentParser(description="updates/s against d3rlpy and agent scaling")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    device = torch.device(parser.parse_args(list(argv)).device)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "halfcheetah-random-gen.hdf5"
         save_hdf5(path, collect("halfcheetah", uniform_policy("halfcheetah", 0), SIZE, seed=0, progress=False),
                   {"scenario": "halfcheetah-random-gen", "generator": "uniform random actions", "seed": 0})
-        print(f"[updates] {SIZE} halfcheetah transitions, 2x256 MLPs, batch 256, CPU threads {torch.get_num_threads()}")
-        ours = {alg: ours_updates_per_s(alg, "halfcheetah-random-gen_1x6_full", path, UPDATES[alg]) for alg in ALGS}
-        if PEER_PYTHON.exists():
+        where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU threads {torch.get_num_threads()}"
+        print(f"[updates] {SIZE} halfcheetah transitions, 2x256 MLPs, batch 256, {where}")
+        ours = {alg: ours_updates_per_s(alg, "halfcheetah-random-gen_1x6_full", path, UPDATES[alg], device)
+                for alg in ALGS}
+        if device.type == "cuda":
+            for alg in ALGS:
+                print(f"  {alg}: {ours[alg]:.0f} updates/s on {where}")
+        elif PEER_PYTHON.exists():
             out = subprocess.run([str(PEER_PYTHON), "benchmarks/d3rlpy_peer.py", str(path), "300", *ALGS],
                                  capture_output=True, text=True, check=True)
             peer = json.loads(out.stdout.strip().splitlines()[-1])
@@ -69,9 +81,9 @@ def main() -> None:
             for alg in ALGS:
                 print(f"  {alg}: {ours[alg]:.0f} updates/s")
         for alg in ALGS:
-            split = ours_updates_per_s(alg, "halfcheetah-random-gen_6x1_0", path, UPDATES[alg] // 2)
+            split = ours_updates_per_s(alg, "halfcheetah-random-gen_6x1_0", path, UPDATES[alg] // 2, device)
             print(f"RATIO {alg}-6x1-over-1x6-time: {ours[alg] / split:.2f} ({split:.0f}/s vs {ours[alg]:.0f}/s)")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

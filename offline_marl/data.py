@@ -38,7 +38,7 @@ class DeviceDataset:
     """Tensors of an OfflineDataset on one device, sampled with a seeded torch.Generator."""
 
     def __init__(self, dataset: OfflineDataset, device: torch.device, memory_len: int = 0, reward_scale: float = 1.0):
-        self.dataset, self.device, self.memory_len = dataset, device, memory_len
+        self.dataset, self.device, self.memory_len, self.reward_scale = dataset, device, memory_len, reward_scale
         to = lambda array: torch.as_tensor(array, device=device)  # noqa: E731
         self.arrays = {key: to(getattr(dataset, key)) for key in TRANSITION_KEYS}
         self.arrays["rewards"] = self.arrays["rewards"] * reward_scale
@@ -63,16 +63,23 @@ class DeviceDataset:
         return self.batch(indices if pool is None else pool[indices])
 
     def batch(self, indices: torch.Tensor) -> dict:
-        out = batch_views(self.arrays, self.views, indices)
-        for key in ("agent_observations", "agent_next_observations", "agent_actions"):
-            out[key] = out[key].swapaxes(0, 1)
-        out["dones"] = out["terminals"].float()
+        out = agent_batch(self.arrays, self.views, indices)
         if self.memory_len:
             for name, of_next in (("history", False), ("next_history", True)):
                 history = history_views(self.arrays["observations"], self.arrays["actions"], self.episode_start_of,
                                         indices, self.memory_len, of_next)
                 out[name] = agent_history(history, self.views)
         return out
+
+
+def agent_batch(arrays: dict, views: dict, indices: torch.Tensor) -> dict:
+    """Transitions at `indices` of global arrays (the six TRANSITION_KEYS) as a learner's batch:
+    global arrays `[B, ...]`, agent tensors `[n, B, dim]`, `dones` = terminals as floats."""
+    out = batch_views(arrays, views, indices)
+    for key in ("agent_observations", "agent_next_observations", "agent_actions"):
+        out[key] = out[key].swapaxes(0, 1)
+    out["dones"] = out["terminals"].float()
+    return out
 
 
 def agent_history(history: dict, views: dict) -> dict:
@@ -82,3 +89,16 @@ def agent_history(history: dict, views: dict) -> dict:
         "actions": gather_agents(history["actions"], views["action_index"], views["action_mask"]).movedim(-2, 0),
         "mask": history["mask"],
     }
+
+
+def split_agents(global_obs: torch.Tensor, views: dict) -> torch.Tensor:
+    """Global observations `[B, obs_dim]` -> per-agent observations `[n, B, max_obs]` (padding zero)."""
+    return gather_agents(global_obs, views["obs_index"], views["obs_mask"]).swapaxes(0, 1)
+
+
+def merge_agents(agent_actions: torch.Tensor, views: dict, action_dim: int) -> torch.Tensor:
+    """Per-agent actions `[n, B, max_act]` -> global actions `[B, action_dim]` (padded entries dropped)."""
+    mask = views["action_mask"]
+    actions = agent_actions.new_zeros(agent_actions.shape[1], action_dim)
+    actions[:, views["action_index"][mask]] = agent_actions.swapaxes(0, 1)[:, mask]
+    return actions
