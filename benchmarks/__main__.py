@@ -1,12 +1,13 @@
-"""Run every benchmark: `python -m benchmarks [NAME ...]` (names: dataset_memory, generation, updates)."""
+"""Run every benchmark: `python -m benchmarks [NAME ...]` (names: dataset_memory, generation, updates, world_model)."""
 import sys
 
-from benchmarks import bench_dataset_memory, bench_generation, bench_updates
+from benchmarks import bench_dataset_memory, bench_generation, bench_updates, bench_world_model
 
 BENCHMARKS = {
     "dataset_memory": bench_dataset_memory.main,
     "generation": bench_generation.main,
     "updates": bench_updates.main,
+    "world_model": bench_world_model.main,
 }
 
 if __name__ == "__main__":

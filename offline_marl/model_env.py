@@ -1,0 +1,192 @@
+"""Model-environments for MOMA-PPO's synthetic rollouts, batched over all start states on the device.
+
+`ModelEnv` steps a batch of global observations through an `EnsembleWorldModel`; `SimulatorEnv` (for
+`--perfect_wm`) steps them through the real simulator instead. Both offer `step` and `rollout`.
+
+ModelEnv.step, for each transition b (E = the model's elites, K = |E|):
+
+    k_b ~ Uniform(E)                                            one random elite per transition
+    s'_b = clip(mu_s[k_b] + sigma_s[k_b] * eps, s_min, s_max)    eps ~ N(0, I)   (clip: dataset range)
+    r_b  = clip(mu_r[k_b] + sigma_r[k_b] * eps', r_min, r_max)
+    terminated_b = P_term[k_b] > 0.5
+
+Uncertainty terms (over the elites; sigma_delta = the dataset's per-dimension std of s' - s, the model's
+output normalisation, so the first term is in "typical one-step changes"):
+
+    u_s = max_k || (mu_s[k] - mean_j mu_s[j]) / sigma_delta ||_2      next-state disagreement
+    u_r = max_k | mu_r[k] - mean_j mu_r[j] |                           reward disagreement (reward units)
+    u_a = max_k sigma_r[k]                                             reward aleatoric std (reward units)
+
+    penalty = min(c_s u_s, cap_s) + min(c_r u_r, cap_r) + min(c_a u_a, cap_a)
+    penalised_reward = r - penalty
+    uncertainty = u_s;   cut = uncertainty > cut_threshold             the adaptive cut
+
+A start state's rollout ends at the first step with `terminated | cut`: that step is still a valid
+transition (the caller treats `terminated` as a terminal and `cut` as a truncation), and every later
+step is invalid (`valid` False). `fit_world_model` stores quantiles of u_s on the held-out data in
+the model's metrics (`holdout_uncertainty_quantiles`) to help choose `cut_threshold`; `uncertainty()`
+measures it on any batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dzsc.envs import MultiAgentEnv
+from dzsc.tasks import Task, get_task
+from offline_marl.errors import ConfigError
+from offline_marl.world_model import EnsembleWorldModel
+
+PolicyFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict]]
+STEP_KEYS = ("next_obs", "reward", "penalty", "penalised_reward", "uncertainty", "terminated", "cut")
+
+
+@dataclass
+class RolloutPenalty:
+    """Reward penalties and the rollout cut of `ModelEnv` (see the module doc for the maths)."""
+
+    next_obs_disagreement: float = 0.0  # c_s, per unit of u_s
+    reward_disagreement: float = 0.0  # c_r
+    reward_std: float = 0.0  # c_a (MOPO's aleatoric penalty with the max over elites)
+    next_obs_disagreement_cap: float = math.inf  # cap_s on c_s u_s
+    reward_disagreement_cap: float = math.inf  # cap_r on c_r u_r
+    reward_std_cap: float = math.inf  # cap_a on c_a u_a
+    cut_threshold: float = math.inf  # end a rollout once u_s exceeds it
+    clip_to_dataset_range: bool = True  # clip next observations and rewards to the dataset's ranges
+
+    def validate(self) -> None:
+        for name in ("next_obs_disagreement", "reward_disagreement", "reward_std", "next_obs_disagreement_cap",
+                     "reward_disagreement_cap", "reward_std_cap"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ConfigError(f"rollout penalty {name} must be >= 0, got {value}")
+        if not self.cut_threshold > 0:
+            raise ConfigError(f"rollout cut_threshold must be > 0 (inf = never cut), got {self.cut_threshold}")
+
+
+class RolloutEnv:
+    """What both environments share: `rollout` over `step`."""
+
+    def step(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator | None) -> dict:
+        raise NotImplementedError
+
+    def rollout(self, policy_fn: PolicyFn, start_obs: torch.Tensor, horizon: int,
+                generator: torch.Generator | None = None) -> dict:
+        """Run up to `horizon` steps from each start observation [B, obs_dim].
+
+        `policy_fn(global_obs [B, obs]) -> (global_action [B, act], extras)` where extras is a dict of
+        tensors with leading dimension B (log-probabilities, values, ...). Returns tensors stacked over
+        time, `[T, B, ...]`: obs, actions, next_obs, rewards, penalised_rewards, penalties, uncertainty,
+        terminated, cut, valid, plus the extras under their own names. `valid[t]` is True while the
+        rollout has not ended before step t; once `terminated | cut` fires at step t, steps t+1.. are
+        invalid: their rewards, penalties, uncertainty, terminated and cut are zero / False and their
+        observations are frozen at the last valid next observation. The policy is still called on the
+        whole batch (fixed shapes, no host synchronisation).
+        """
+        if horizon < 1:
+            raise ConfigError(f"rollout horizon must be >= 1, got {horizon}")
+        obs = start_obs
+        alive = torch.ones(start_obs.shape[0], dtype=torch.bool, device=start_obs.device)
+        steps: dict[str, list] = {}
+        for _ in range(horizon):
+            action, extras = policy_fn(obs)
+            out = self.step(obs, action, generator)
+            ended = out["terminated"] | out["cut"]
+            row = {
+                "obs": obs, "actions": action, "valid": alive,
+                "next_obs": torch.where(alive[:, None], out["next_obs"], obs),
+                "rewards": torch.where(alive, out["reward"], 0.0),
+                "penalised_rewards": torch.where(alive, out["penalised_reward"], 0.0),
+                "penalties": torch.where(alive, out["penalty"], 0.0),
+                "uncertainty": torch.where(alive, out["uncertainty"], 0.0),
+                "terminated": out["terminated"] & alive, "cut": out["cut"] & alive,
+            }
+            clash = set(extras) & set(row)
+            if clash:
+                raise ConfigError(f"policy extras {sorted(clash)} clash with rollout keys; rename them")
+            row.update(extras)
+            for key, value in row.items():
+                steps.setdefault(key, []).append(value)
+            obs = row["next_obs"]
+            alive = alive & ~ended
+        return {key: torch.stack(values) for key, values in steps.items()}
+
+
+class ModelEnv(RolloutEnv):
+    """Steps batches through the elites of an ensemble world model (see the module doc)."""
+
+    def __init__(self, model: EnsembleWorldModel, config: RolloutPenalty | None = None, deterministic: bool = False):
+        self.model = model.eval()
+        self.config = config or RolloutPenalty()
+        self.config.validate()
+        self.deterministic = deterministic  # True: the chosen elite's mean instead of a sample
+
+    @torch.no_grad()
+    def predict_elites(self, obs: torch.Tensor, action: torch.Tensor) -> dict:
+        """The elites' predictions (`EnsembleWorldModel.predict`, leading dimension K)."""
+        return self.model.predict(obs, action, self.model.elites)
+
+    @torch.no_grad()
+    def uncertainty(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """u_s [B] for a batch of (global observation, joint action) pairs, e.g. the dataset's."""
+        return self.model.next_obs_disagreement(self.predict_elites(obs, action)["next_obs_mean"])
+
+    @torch.no_grad()
+    def step(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        """One model step for a batch: obs [B, obs_dim], action [B, act_dim] -> dict of STEP_KEYS
+        (next_obs [B, obs_dim], the rest [B])."""
+        c, model = self.config, self.model
+        pred = self.predict_elites(obs, action)
+        n_elites, batch = pred["reward_mean"].shape
+        chosen = torch.randint(n_elites, (batch,), generator=generator, device=obs.device)
+        rows = torch.arange(batch, device=obs.device)
+        mean_s, std_s = pred["next_obs_mean"][chosen, rows], pred["next_obs_std"][chosen, rows]
+        mean_r, std_r = pred["reward_mean"][chosen, rows], pred["reward_std"][chosen, rows]
+        if self.deterministic:
+            next_obs, reward = mean_s, mean_r
+        else:
+            noise = torch.randn(batch, obs.shape[-1] + 1, generator=generator, device=obs.device, dtype=mean_s.dtype)
+            next_obs, reward = mean_s + std_s * noise[:, :-1], mean_r + std_r * noise[:, -1]
+        if c.clip_to_dataset_range:
+            next_obs = torch.minimum(torch.maximum(next_obs, model.obs_min), model.obs_max)
+            reward = reward.clamp(model.reward_min, model.reward_max)
+        u_s = model.next_obs_disagreement(pred["next_obs_mean"])
+        u_r = (pred["reward_mean"] - pred["reward_mean"].mean(0)).abs().max(0).values
+        u_a = pred["reward_std"].max(0).values
+        penalty = ((c.next_obs_disagreement * u_s).clamp(max=c.next_obs_disagreement_cap)
+                   + (c.reward_disagreement * u_r).clamp(max=c.reward_disagreement_cap)
+                   + (c.reward_std * u_a).clamp(max=c.reward_std_cap))
+        return {"next_obs": next_obs, "reward": reward, "penalty": penalty, "penalised_reward": reward - penalty,
+                "uncertainty": u_s, "terminated": pred["terminal_prob"][chosen, rows] > 0.5,
+                "cut": u_s > c.cut_threshold}
+
+
+class SimulatorEnv(RolloutEnv):
+    """The real simulator behind the `step` interface (`--perfect_wm`): each observation is restored with
+    `MultiAgentEnv.set_state_from_observation` and stepped with its action, one at a time on the CPU.
+    Penalties and uncertainty are zero and it never cuts. See `set_state_from_observation` for the
+    states that cannot be restored exactly (e.g. Reacher's first reward after a restore)."""
+
+    def __init__(self, task: Task | str):
+        self.task = get_task(task) if isinstance(task, str) else task
+        self.env = MultiAgentEnv(self.task)
+
+    def step(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        obs_np = obs.detach().cpu().double().numpy()
+        action_np = action.detach().cpu().double().numpy()
+        next_obs = np.empty_like(obs_np)
+        reward = np.empty(len(obs_np))
+        terminated = np.empty(len(obs_np), dtype=bool)
+        for b in range(len(obs_np)):
+            self.env.set_state_from_observation(obs_np[b])
+            next_obs[b], reward[b], terminated[b], _, _ = self.env.step_global(action_np[b])
+        to = lambda array: torch.as_tensor(array, device=obs.device)  # noqa: E731
+        reward_t = to(reward).to(obs.dtype)
+        zeros = torch.zeros_like(reward_t)
+        return {"next_obs": to(next_obs).to(obs.dtype), "reward": reward_t, "penalty": zeros,
+                "penalised_reward": reward_t, "uncertainty": zeros, "terminated": to(terminated),
+                "cut": torch.zeros_like(reward_t, dtype=torch.bool)}

@@ -1,0 +1,204 @@
+"""Model-environments: sampling from elites, clipping, penalties and caps, the adaptive cut, rollouts that
+really stop, and the simulator behind the same interface."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dzsc.datasets.dataset import OfflineDataset
+from dzsc.datasets.generate import generate
+from dzsc.envs import MultiAgentEnv
+from offline_marl.errors import ConfigError
+from offline_marl.model_env import ModelEnv, RolloutPenalty, SimulatorEnv
+from offline_marl.world_model import WorldModelConfig, fit_world_model
+
+TASK = "reacher-expert-mix-v0_2x1first_0"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return OfflineDataset.from_arrays(TASK, *generate("reacher-expert-mix-v0", 2000, seed=1, progress=False))
+
+
+@pytest.fixture(scope="module")
+def model(dataset):
+    config = WorldModelConfig(ensemble_size=4, n_elites=3, hidden_sizes=(32, 32), max_epochs=10, device="cpu")
+    return fit_world_model(dataset, config, "cpu", progress=False)[0]
+
+
+@pytest.fixture(scope="module")
+def batch(dataset):
+    index = np.random.default_rng(0).choice(len(dataset), 512, replace=False)
+    return torch.as_tensor(dataset.observations[index]), torch.as_tensor(dataset.actions[index])
+
+
+def policy(obs):
+    """A fixed smooth policy with extras of two shapes."""
+    action = torch.tanh(torch.stack([obs[:, 6] - obs[:, 8], obs[:, 7] - obs[:, 9]], dim=-1))
+    return action, {"log_prob": obs.sum(-1), "value": obs[:, :2]}
+
+
+def generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_step_samples_an_elite_and_clips_to_the_dataset_range(model, batch):
+    obs, actions = batch
+    out = ModelEnv(model).step(obs, actions, generator())
+    assert out["next_obs"].shape == (512, 10)
+    for key in ("reward", "penalty", "penalised_reward", "uncertainty", "terminated", "cut"):
+        assert out[key].shape == (512,), key
+    assert out["terminated"].dtype == torch.bool and out["cut"].dtype == torch.bool
+    # the deterministic step returns, per transition, the mean of one elite, and several elites are used
+    mean_env = ModelEnv(model, RolloutPenalty(clip_to_dataset_range=False), deterministic=True)
+    means = mean_env.predict_elites(obs, actions)
+    step = mean_env.step(obs, actions, generator())
+    match = (step["next_obs"][None] == means["next_obs_mean"]).all(-1)  # [K, B]
+    assert match.any(0).all() and len(set(match.float().argmax(0).tolist())) == 3
+    # out-of-distribution inputs push predictions outside the data's range; clipping brings them back
+    far_obs, far_actions = obs * 4.0, actions * 4.0
+    clipped = ModelEnv(model).step(far_obs, far_actions, generator())
+    raw = ModelEnv(model, RolloutPenalty(clip_to_dataset_range=False)).step(far_obs, far_actions, generator())
+    assert ((raw["next_obs"] < model.obs_min) | (raw["next_obs"] > model.obs_max)).any()
+    assert ((clipped["next_obs"] >= model.obs_min) & (clipped["next_obs"] <= model.obs_max)).all()
+    assert ((clipped["reward"] >= model.reward_min) & (clipped["reward"] <= model.reward_max)).all()
+    assert torch.equal(torch.minimum(torch.maximum(raw["next_obs"], model.obs_min), model.obs_max), clipped["next_obs"])
+
+
+def test_penalty_terms_and_their_caps(model, batch):
+    obs, actions = batch
+    env = ModelEnv(model)
+    pred = env.predict_elites(obs, actions)
+    scaled = pred["next_obs_mean"] / model.output_std[:10]
+    u_s = (scaled - scaled.mean(0)).norm(dim=-1).max(0).values
+    u_r = (pred["reward_mean"] - pred["reward_mean"].mean(0)).abs().max(0).values
+    u_a = pred["reward_std"].max(0).values
+    assert (u_s > 0).all() and (u_r > 0).all() and (u_a > 0).all()
+
+    assert (env.step(obs, actions, generator())["penalty"] == 0).all()  # defaults: no penalty
+    out = ModelEnv(model, RolloutPenalty(next_obs_disagreement=2.0, reward_disagreement=3.0, reward_std=4.0)).step(
+        obs, actions, generator())
+    torch.testing.assert_close(out["penalty"], 2 * u_s + 3 * u_r + 4 * u_a)
+    torch.testing.assert_close(out["uncertainty"], u_s)
+    torch.testing.assert_close(out["penalised_reward"], out["reward"] - out["penalty"])
+
+    caps = RolloutPenalty(next_obs_disagreement=2.0, reward_disagreement=3.0, reward_std=4.0,
+                          next_obs_disagreement_cap=float(2 * u_s.median()), reward_disagreement_cap=0.001,
+                          reward_std_cap=1e6)
+    capped = ModelEnv(model, caps).step(obs, actions, generator())["penalty"]
+    expected = (2 * u_s).clamp(max=float(2 * u_s.median())) + (3 * u_r).clamp(max=0.001) + 4 * u_a
+    torch.testing.assert_close(capped, expected)
+    assert (capped <= float(2 * u_s.median()) + 0.001 + 4 * u_a + 1e-6).all()
+
+
+def test_cut_fires_exactly_when_uncertainty_passes_the_threshold(model, batch):
+    obs, actions = batch
+    u = ModelEnv(model).uncertainty(obs, actions)
+    threshold = float(u.median())
+    out = ModelEnv(model, RolloutPenalty(cut_threshold=threshold)).step(obs, actions, generator())
+    assert torch.equal(out["cut"], u > threshold) and 0 < int(out["cut"].sum()) < len(u)
+    for never in (math.inf, float(u.max()) * 1.01):
+        assert not ModelEnv(model, RolloutPenalty(cut_threshold=never)).step(obs, actions, generator())["cut"].any()
+    always = ModelEnv(model, RolloutPenalty(cut_threshold=float(u.min()) * 0.99))
+    assert always.step(obs, actions, generator())["cut"].all()
+
+
+def check_rollout_invariants(out, horizon, batch_size):
+    valid, ended = out["valid"], out["terminated"] | out["cut"]
+    assert valid.shape == (horizon, batch_size) and valid[0].all()
+    assert torch.equal(valid[1:], valid[:-1] & ~ended[:-1])  # a rollout ends at its first terminated | cut ...
+    assert not (ended & ~valid).any()  # ... and nothing happens afterwards
+    for key in ("rewards", "penalised_rewards", "penalties", "uncertainty"):
+        assert (out[key][~valid] == 0).all(), key
+    assert torch.equal(out["obs"][1:], out["next_obs"][:-1])
+    assert torch.equal(out["next_obs"][~valid], out["obs"][~valid])  # frozen after the end
+
+
+def test_rollout_stops_at_the_cut_and_never_without_it(model, batch):
+    obs, _ = batch
+    free = ModelEnv(model).rollout(policy, obs, 5, generator(7))
+    assert free["obs"].shape == (5, 512, 10) and free["actions"].shape == (5, 512, 2)
+    assert free["log_prob"].shape == (5, 512) and free["value"].shape == (5, 512, 2)
+    assert free["valid"].all() and not free["cut"].any() and not free["terminated"].any()
+    check_rollout_invariants(free, 5, 512)
+    # below a threshold the rollout never crosses: identical to the free rollout (same generator seed)
+    below = ModelEnv(model, RolloutPenalty(cut_threshold=float(free["uncertainty"].max()) * 1.01)).rollout(
+        policy, obs, 5, generator(7))
+    assert all(torch.equal(below[key], free[key]) for key in free)
+
+    threshold = float(free["uncertainty"][0].median())
+    cut = ModelEnv(model, RolloutPenalty(cut_threshold=threshold)).rollout(policy, obs, 5, generator(7))
+    check_rollout_invariants(cut, 5, 512)
+    first_cut = cut["cut"][0]
+    assert torch.equal(first_cut, free["uncertainty"][0] > threshold) and first_cut.any()
+    assert not cut["valid"][1:, first_cut].any()  # those rollouts really stopped
+    assert (cut["uncertainty"][1:, first_cut] == 0).all()
+    assert cut["valid"][-1].any()  # and some ran to the horizon
+    ends = cut["valid"].sum(0)
+    assert len(set(ends.tolist())) >= 3  # rollouts of several lengths
+    np.testing.assert_array_less(cut["uncertainty"][cut["valid"] & ~cut["cut"]].numpy(), threshold + 1e-6)
+
+
+def test_the_termination_head_ends_rollouts(model, batch):
+    obs, actions = batch
+    assert not model.terminals_seen  # reacher never terminates: the head is off
+    unused = copy.deepcopy(model)
+    with torch.no_grad():
+        unused.net.layers[-1].bias[..., -1] = 50.0
+    assert (unused.predict(obs, actions)["terminal_prob"] == 0).all()
+    for logit, expect in ((50.0, True), (-50.0, False)):
+        forced = copy.deepcopy(model)
+        with torch.no_grad():
+            forced.net.layers[-1].bias[..., -1] = logit
+            forced.net.layers[-1].weight[..., -1] = 0.0
+            forced.terminals_seen.fill_(True)  # as if the data had terminals (reacher's has none)
+        out = ModelEnv(forced).rollout(policy, obs, 3, generator())
+        check_rollout_invariants(out, 3, 512)
+        assert bool(out["terminated"][0].all()) is expect
+        assert bool(out["valid"][1:].any()) is not expect
+
+
+def test_bad_settings_are_refused(model, batch):
+    obs, _ = batch
+    with pytest.raises(ConfigError, match="reward_std"):
+        ModelEnv(model, RolloutPenalty(reward_std=-1.0))
+    with pytest.raises(ConfigError, match="cut_threshold"):
+        ModelEnv(model, RolloutPenalty(cut_threshold=0.0))
+    with pytest.raises(ConfigError, match="horizon"):
+        ModelEnv(model).rollout(policy, obs, 0)
+    with pytest.raises(ConfigError, match="rewards"):
+        ModelEnv(model).rollout(lambda o: (policy(o)[0], {"rewards": o[:, 0]}), obs, 2)
+
+
+def test_simulator_env_matches_multi_agent_env_stepping():
+    env = MultiAgentEnv(TASK)
+    start = env.reset(seed=5)[1]["global_obs"]
+    expected_obs, expected_rewards, obs = [], [], start
+    for _ in range(8):
+        action = policy(torch.as_tensor(obs)[None])[0][0].numpy()
+        obs, reward, _, _, _ = env.step_global(action)
+        expected_obs.append(obs)
+        expected_rewards.append(reward)
+    simulator = SimulatorEnv(TASK)
+    out = simulator.rollout(policy, torch.as_tensor(np.stack([start, start])), 8)
+    np.testing.assert_allclose(out["next_obs"][:, 0].numpy(), np.array(expected_obs), atol=1e-9)
+    np.testing.assert_allclose(out["rewards"][:, 1].numpy(), np.array(expected_rewards), atol=1e-9)
+    assert out["valid"].all() and not out["cut"].any() and (out["penalties"] == 0).all()
+    assert torch.equal(out["penalised_rewards"], out["rewards"])
+
+    hopper = SimulatorEnv("hopper-random-gen_3x1_0")
+    healthy = MultiAgentEnv("hopper-random-gen_3x1_0").reset(seed=0)[1]["global_obs"]
+    fallen = healthy.copy()
+    fallen[0] = 0.5  # torso height below Hopper's healthy range
+    step = hopper.step(torch.as_tensor(np.stack([healthy, fallen])), torch.zeros(2, 3))
+    assert step["terminated"].tolist() == [False, True]
