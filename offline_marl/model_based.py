@@ -1,0 +1,83 @@
+"""What the model-based entry points share: where synthetic transitions come from, and their flags.
+
+MOMA-PPO (`train_rl_model_based.py`) and the model-based offline learners
+(`train_model_based_agent.py`) roll their policies out from dataset states in a learned ensemble
+(`offline_marl.model_env.ModelEnv` over `offline_marl.world_model.EnsembleWorldModel`), or, with
+`--perfect_wm`, in the real simulator set to each dataset state (`SimulatorEnv`, an upper bound that
+isolates the world model's share of the error). Rewards are penalised by the ensemble's uncertainty
+and a rollout stops once its uncertainty passes `--cut_threshold` (the adaptive cut); see
+`offline_marl.model_env` for the maths.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from dzsc.datasets.dataset import agent_views
+from dzsc.tasks import get_task
+from offline_marl.config import flag
+from offline_marl.errors import ConfigError
+from offline_marl.model_env import RolloutEnv, RolloutPenalty, ModelEnv, SimulatorEnv
+from offline_marl.train_worldmodel import load_or_train_world_model
+
+
+@dataclass
+class ModelRolloutConfig:
+    """Flags of model rollouts (mixed into the entry points' configs)."""
+
+    world_model: str | None = flag(None, "world-model file or Hugging Face repo id (REPO_ID[:file]); default: the "
+                                         "task's cached model for this seed, trained first if there is none")
+    perfect_wm: bool = flag(False, "roll out in the real simulator set to each dataset state instead of a world "
+                                   "model (no penalties, no cut): the upper bound of a perfect model")
+    world_model_epochs: int = flag(200, "when a world model has to be trained: its --max_epochs (early stopping "
+                                        "usually ends it sooner)")
+    next_obs_penalty: float = flag(1.0, "reward penalty per unit of next-state disagreement between the elites "
+                                        "(in typical one-step changes)")
+    reward_disagreement_penalty: float = flag(1.0, "reward penalty per unit of reward disagreement between elites")
+    reward_std_penalty: float = flag(0.0, "reward penalty per unit of the elites' largest predicted reward std "
+                                          "(MOPO's aleatoric penalty)")
+    penalty_cap: float = flag(1.0, "cap on each of the three penalty terms (reward units)")
+    cut_threshold: float = flag(math.inf, "end a rollout once the next-state disagreement exceeds this; inf = never")
+    clip_to_dataset: bool = flag(True, "clip predicted observations and rewards to the dataset's range")
+
+    def rollout_penalty(self) -> RolloutPenalty:
+        return RolloutPenalty(next_obs_disagreement=self.next_obs_penalty,
+                              reward_disagreement=self.reward_disagreement_penalty,
+                              reward_std=self.reward_std_penalty, next_obs_disagreement_cap=self.penalty_cap,
+                              reward_disagreement_cap=self.penalty_cap, reward_std_cap=self.penalty_cap,
+                              cut_threshold=self.cut_threshold, clip_to_dataset_range=self.clip_to_dataset)
+
+    def validate_rollouts(self) -> None:
+        if self.perfect_wm and self.world_model:
+            raise ConfigError("--perfect_wm and --world_model exclude each other: the perfect model is the simulator")
+        if self.world_model_epochs <= 0:
+            raise ConfigError(f"--world_model_epochs must be a positive integer, got {self.world_model_epochs}")
+        self.rollout_penalty().validate()
+
+
+def make_rollout_env(config, device: torch.device) -> RolloutEnv:
+    """The simulator (`--perfect_wm`) or the world model given / cached / trained for the task and seed."""
+    if config.perfect_wm:
+        return SimulatorEnv(get_task(config.task_name))
+    model = load_or_train_world_model(config.task_name, config.seed, config.world_model, device,
+                                      dataset_path=config.dataset_path, max_epochs=config.world_model_epochs)
+    return ModelEnv(model.to(device), config.rollout_penalty())
+
+
+def task_views(task_name: str, device: torch.device) -> dict:
+    """The task's padded index matrices (`dzsc.datasets.dataset.agent_views`) as tensors on `device`."""
+    return {key: torch.as_tensor(value, device=device) for key, value in agent_views(get_task(task_name)).items()}
+
+
+def rollout_statistics(rollout: dict) -> dict:
+    """Scalars logged per iteration: rollout length, reward, penalty, uncertainty, cut / terminal rates."""
+    valid = rollout["valid"].float()
+    n_valid = valid.sum().clamp(min=1.0)
+    return {"rollout_length": valid.sum(0).mean(),
+            "model_reward": (rollout["rewards"] * valid).sum() / n_valid,
+            "penalty": (rollout["penalties"] * valid).sum() / n_valid,
+            "uncertainty": (rollout["uncertainty"] * valid).sum() / n_valid,
+            "cut_fraction": rollout["cut"].any(0).float().mean(),
+            "terminated_fraction": rollout["terminated"].any(0).float().mean()}

@@ -1,0 +1,104 @@
+"""MOMA-PPO: multi-agent PPO inside a learned world model, from a fixed dataset (Barde et al., 2024,
+"A Model-Based Solution to the Offline Multi-Agent Reinforcement Learning Coordination Problem").
+
+    python offline_marl/train_rl_model_based.py --task_name reacher-expert-mix-v0_2x1first_0
+    python offline_marl/train_rl_model_based.py --task_name TASK --world_model runs/world_models/TASK/seed0/world_model.pt
+    python -m offline_marl.train_rl_model_based --help
+
+Each iteration (one runner step):
+  1. draw `--n_envs` start states s_0 uniformly from the dataset's observations;
+  2. roll the current decentralised policies out for up to `--rollout_len` steps in the world model
+     (a random elite per transition, `offline_marl.model_env`): a_i ~ pi_i(.|o_i), r~ = r - penalty(s, a),
+     stopping a start state's rollout at a predicted termination or once the ensemble's disagreement
+     passes `--cut_threshold` (the adaptive cut; a cut is a truncation, bootstrapped by the critic);
+  3. one MA-PPO update (`offline_marl.algos.mappo`) on those synthetic transitions.
+Agents never act in the real system during training; they co-adapt inside the model, which is what
+lets them agree on one convention where model-free learners trained on mixed data cannot.
+Evaluation runs the deterministic policies in the real simulator (the runner). Without
+`--world_model`, the task's world model for this seed is reused from its cache or trained first
+(`offline_marl.train_worldmodel`); `--perfect_wm` rolls out in the simulator itself.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+from offline_marl.config import flag, parse_config
+from offline_marl.data import AgentSpace, DeviceDataset, merge_agents, split_agents
+from offline_marl.model_based import ModelRolloutConfig, make_rollout_env, rollout_statistics, task_views
+from offline_marl.model_env import RolloutEnv
+from offline_marl.runner import train
+
+
+@dataclass
+class MOMAPPOConfig(MAPPOConfig, ModelRolloutConfig):
+    """MOMA-PPO flags: MA-PPO's, with `n_envs` start states rolled out for up to `rollout_len` model steps
+    per iteration, plus the model-rollout flags."""
+
+    alg_name: str = flag("moma-ppo", "algorithm")
+    max_training_step: int = flag(300, "MOMA-PPO iterations (each n_envs x rollout_len model steps and one "
+                                       "MA-PPO update)")
+    eval_frequency: int = flag(25, "iterations between evaluations in the real simulator")
+    n_envs: int = flag(400, "start states drawn from the dataset per iteration")
+    rollout_len: int = flag(10, "model steps per start state (fewer where the rollout is cut or terminates)")
+
+    def validate(self) -> None:
+        super().validate()
+        self.validate_rollouts()
+
+
+class MOMAPPO(MAPPO):
+    """MA-PPO whose training step rolls the policies out in a model-environment (see the module doc)."""
+
+    def __init__(self, config: MOMAPPOConfig, space: AgentSpace, device: torch.device, env: RolloutEnv, views: dict):
+        super().__init__(config, space, device)
+        self.env, self.views = env, views
+
+    def model_rollout(self, data: DeviceDataset, generator: torch.Generator) -> tuple[dict, dict]:
+        """Synthetic transitions of the current policies from `n_envs` dataset states: (MAPPO's rollout
+        layout, the model-environment's raw output)."""
+        c = self.config
+        starts = torch.randint(len(data), (c.n_envs,), generator=generator, device=data.device)
+
+        def policy(global_obs: torch.Tensor) -> tuple[torch.Tensor, dict]:
+            agent_obs = split_agents(global_obs, self.views)
+            actions, log_probs = self.sample(agent_obs, generator=generator)
+            env_actions = merge_agents(actions.clamp(-1.0, 1.0), self.views, self.space.global_action_dim)
+            return env_actions, {"agent_obs": agent_obs, "agent_actions": actions, "log_probs": log_probs}
+
+        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), c.rollout_len, generator)
+        last = torch.zeros_like(out["valid"])
+        last[-1] = True
+        rollout = {"agent_obs": out["agent_obs"], "global_obs": out["obs"], "actions": out["agent_actions"],
+                   "log_probs": out["log_probs"], "rewards": out["penalised_rewards"],
+                   "terminated": out["terminated"], "ends": out["terminated"] | out["cut"] | last,
+                   "next_agent_obs": split_agents(out["next_obs"], self.views), "next_global_obs": out["next_obs"],
+                   "valid": out["valid"]}
+        return rollout, out
+
+    def train_step(self, data: DeviceDataset, generator: torch.Generator) -> dict:
+        rollout, out = self.model_rollout(data, generator)
+        return {**self.update(rollout, generator), **rollout_statistics(out)}
+
+
+def build(config: MOMAPPOConfig, space: AgentSpace, device: torch.device) -> MOMAPPO:
+    views = task_views(config.task_name, device)
+    return MOMAPPO(config, space, device, make_rollout_env(config, device), views)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config = parse_config(lambda alg_name: MOMAPPOConfig, argv, __doc__.split("\n\n")[0], default_alg="moma-ppo")
+    return train(config, build)
+
+
+if __name__ == "__main__":
+    from dzsc.errors import DzscError
+
+    try:
+        main()
+    except DzscError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
