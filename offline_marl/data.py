@@ -92,8 +92,8 @@ def agent_history(history: dict, views: dict) -> dict:
 
 
 def split_agents(global_obs: torch.Tensor, views: dict) -> torch.Tensor:
-    """Global observations `[B, obs_dim]` -> per-agent observations `[n, B, max_obs]` (padding zero)."""
-    return gather_agents(global_obs, views["obs_index"], views["obs_mask"]).swapaxes(0, 1)
+    """Global observations `[..., B, obs_dim]` -> per-agent observations `[..., n, B, max_obs]` (padding zero)."""
+    return gather_agents(global_obs, views["obs_index"], views["obs_mask"]).movedim(-2, -3)
 
 
 def merge_agents(agent_actions: torch.Tensor, views: dict, action_dim: int) -> torch.Tensor:
