@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= disabled
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench clean slurm
 
 venv: $(STAMP)
 
@@ -20,11 +20,16 @@ $(STAMP): requirements.lock requirements.txt setup.py
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# -rs: skipped tests are listed with their reason (e.g. the Slurm test where Slurm cannot start).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -rs tests
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# A single-node Slurm cluster on this machine (root; installs Debian packages the first time).
+slurm:
+	bash scripts/start_slurm.sh
 
 # d3rlpy, the peer of the update-speed benchmark, lives in its own venv (its pins are not ours).
 PEER_STAMP := .venv-d3rlpy/.installed

@@ -45,6 +45,8 @@ class RunConfig:
     wandb: str = flag("disabled", "Weights & Biases logging", ("disabled", "offline", "online"))
     wandb_project: str | None = flag(None, "wandb project (default $WANDB_PROJECT, else offline-marl)")
     wandb_entity: str | None = flag(None, "wandb entity (default $WANDB_ENTITY, else your default entity)")
+    wandb_group: str | None = flag(None, "wandb group of the run (scripts/sweep.py sets the sweep's name)")
+    wandb_tags: str | None = flag(None, "comma-separated wandb tags (scripts/sweep.py sets ALG,TASK[,VARIANT])")
     record_video: bool = flag(False, "save a video of the first evaluation episode at each evaluation")
 
     def validate(self) -> None:

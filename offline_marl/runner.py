@@ -43,7 +43,8 @@ from offline_marl.errors import RunDirConflictError, TrainingDivergedError
 from offline_marl.evaluation import evaluate
 
 # Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = {"run_dir", "run_name", "device", "wandb", "wandb_project", "wandb_entity", "record_video",
+RESUMABLE_CHANGES = {"run_dir", "run_name", "device", "wandb", "wandb_project", "wandb_entity", "wandb_group",
+                     "wandb_tags", "record_video",
                      "max_training_step", "config"}
 EVAL_SEED_BASE = 1_000_000
 
@@ -101,22 +102,32 @@ class MetricsLog:
 
 
 class Tracker:
-    """Weights & Biases mirror of the run folder (a no-op when --wandb disabled). The run id is kept
-    in the run folder so a resumed run continues the same wandb run."""
+    """Weights & Biases mirror of the run folder (a no-op when --wandb disabled).
+
+    The run id is kept in the run folder (`wandb_run_id`), so a resumed run continues the same wandb
+    run; wandb's own files go to RUN_DIR/wandb/. Group and tags come from --wandb_group and
+    --wandb_tags (a sweep sets its name and ALG,TASK); metric rows, videos and the final summary are
+    logged."""
 
     def __init__(self, config: RunConfig, run_dir: Path):
         self.run = None
         if config.wandb == "disabled":
             return
+        import secrets
+        import string
+
         import wandb
 
         id_file = run_dir / "wandb_run_id"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
-        id_file.write_text(run_id)
+        run_id = (id_file.read_text().strip() if id_file.exists()
+                  else "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)))
+        write_atomically(id_file, lambda tmp: tmp.write_text(run_id))
+        tags = [tag.strip() for tag in (getattr(config, "wandb_tags", None) or "").split(",") if tag.strip()]
         self.run = wandb.init(
             id=run_id, resume="allow", mode=config.wandb, dir=str(run_dir), config=config.to_dict(),
             project=config.wandb_project or os.environ.get("WANDB_PROJECT", "offline-marl"),
             entity=config.wandb_entity or os.environ.get("WANDB_ENTITY"),
+            group=getattr(config, "wandb_group", None), tags=tags or None,
             name=f"{config.alg_name}/{config.task_name}/seed{config.seed}",
         )
 
@@ -169,12 +180,13 @@ def _rng_state(generator: torch.Generator) -> dict:
 
 
 def _restore_rng(state: dict, generator: torch.Generator) -> None:
+    """RNG states are CPU byte tensors whatever the device (`torch.load(map_location=cuda)` moves them)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["sampler"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    generator.set_state(state["sampler"].cpu())
 
 
 def prepare_run_dir(config: RunConfig) -> Path:

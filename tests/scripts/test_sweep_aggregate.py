@@ -1,40 +1,163 @@
-"""scripts/aggregate.py on hand-made run folders (exact numbers) and scripts/sweep.py's job list."""
+"""scripts/aggregate.py on hand-made run folders (exact numbers) and scripts/sweep.py's grids, skipping,
+local and debug runs."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
 import yaml
 
+REPO = Path(__file__).resolve().parents[2]
+TASK_C, TASK_MIX = "reacher-expert-C-v0_2x1_0", "reacher-expert-mix-v0_2x1first_0"
 
-def make_run(root, alg, task, seed, score, steps=100):
-    run_dir = root / alg / task / f"seed{seed}"
+
+def make_run(root, alg, task, seed, score, steps=100, curve=(), variant="default", **config):
+    run_dir = root / alg / task / variant / f"seed{seed}"
     run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({"alg_name": alg, "task_name": task, "seed": seed}))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"alg_name": alg, "task_name": task, "seed": seed,
+                                                         "run_dir": str(run_dir), **config}))
     (run_dir / "summary.json").write_text(json.dumps({"final_normalized_score": score, "best_normalized_score": score,
                                                       "steps": steps, "wall_time_s": 1.0}))
+    rows = [{"step": step, "policy_loss": 1.0} for step, _ in curve]
+    rows += [{"step": step, "return": -5.0, "normalized_score": value} for step, value in curve]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return run_dir
 
 
-def test_aggregate_writes_mean_and_std_per_algorithm_and_task(tmp_path):
-    for seed, score in enumerate([10.0, 20.0, 30.0]):
-        make_run(tmp_path, "iql", "reacher-expert-C-v0_2x1_0", seed, score)
-    make_run(tmp_path, "bc", "reacher-expert-C-v0_2x1_0", 0, 50.0)
-    out = subprocess.run([sys.executable, "scripts/aggregate.py", str(tmp_path), "--out", str(tmp_path / "table")],
-                         capture_output=True, text=True, check=True)
-    assert "| iql | `reacher-expert-C-v0_2x1_0` | 20.0 ± 8.2 | 3 | 100 |" in out.stdout
-    assert "| bc | `reacher-expert-C-v0_2x1_0` | 50.0 ± 0.0 | 1 | 100 |" in out.stdout
-    csv_text = (tmp_path / "table" / "results.csv").read_text().splitlines()
-    assert csv_text[0] == "algorithm,task,mean,std,seeds,steps" and len(csv_text) == 3
-    empty = subprocess.run([sys.executable, "scripts/aggregate.py", str(tmp_path / "nothing")], capture_output=True, text=True)
+@pytest.fixture(scope="module")
+def aggregate():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import aggregate as module
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def test_iqm_counts_boundary_seeds_in_proportion(aggregate):
+    assert aggregate.iqm([1, 2, 3, 100]) == pytest.approx(2.5)  # = trim_mean(..., 0.25) for 4 seeds
+    assert aggregate.iqm([50, 0, 10]) == pytest.approx((0 + 4 * 10 + 50) / 6)
+    assert aggregate.iqm([1, 2, 3, 4, 5, 6, 7, 100]) == pytest.approx(4.5)
+    assert aggregate.iqm([7.0]) == 7.0
+    np.testing.assert_allclose(aggregate.iqm_weights(5), [0, 0.3, 0.4, 0.3, 0])
+    low, high = aggregate.bootstrap_iqm_ci([1, 2, 3, 100], n_resamples=2000, seed=0)
+    assert 1 <= low <= 2.5 <= high <= 100 and (low, high) == aggregate.bootstrap_iqm_ci([1, 2, 3, 100], 2000, seed=0)
+    assert aggregate.bootstrap_iqm_ci([4.0], 100) == (4.0, 4.0)
+
+
+def test_aggregate_writes_table_csv_and_curves_per_algorithm_and_task(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, score in enumerate([0.0, 10.0, 50.0]):
+        make_run(runs, "iql", TASK_C, seed, score, curve=[(50, score / 2), (100, score)])
+    for seed, score in enumerate([1.0, 2.0, 3.0, 100.0]):
+        make_run(runs, "bc", TASK_C, seed, score, curve=[(50, 2 * seed), (100, score)])
+    make_run(runs, "itd3-bc", TASK_MIX, 0, 30.0, variant="a", alpha=2.5, curve=[(100, 30.0)])
+    make_run(runs, "itd3-bc", TASK_MIX, 1, 40.0, variant="a", alpha=2.5, curve=[(100, 40.0)])
+    make_run(runs, "itd3-bc", TASK_MIX, 0, 70.0, variant="b", alpha=0.25, curve=[(100, 70.0)])
+    out = subprocess.run([sys.executable, "scripts/aggregate.py", str(runs), "--out", str(tmp_path / "table"),
+                          "--bootstrap", "2000"], capture_output=True, text=True, check=True, cwd=REPO)
+    lines = out.stdout.splitlines()
+    assert lines[0] == ("| algorithm | task | variant | final normalised score (mean ± std) | IQM [95 % CI] | seeds "
+                        "| updates |")
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:4]): line for line in lines[2:] if line.startswith("|")}
+    assert rows["iql", f"`{TASK_C}`", "—"].split("|")[4].strip() == "20.0 ± 21.6"
+    assert rows["iql", f"`{TASK_C}`", "—"].split("|")[5].strip().startswith("15.0 [")
+    assert rows["bc", f"`{TASK_C}`", "—"].split("|")[5].strip().startswith("2.5 [")
+    assert rows["itd3-bc", f"`{TASK_MIX}`", "alpha=0.25"].endswith("| 70.0 ± 0.0 | 70.0 [70.0, 70.0] | 1 | 100 |")
+    assert rows["itd3-bc", f"`{TASK_MIX}`", "alpha=2.5"].endswith("| 35.0 ± 5.0 | 35.0 [30.0, 40.0] | 2 | 100 |")
+
+    csv_lines = (tmp_path / "table" / "results.csv").read_text().splitlines()
+    assert csv_lines[0] == "algorithm,task,variant,mean,std,iqm,iqm_ci_low,iqm_ci_high,seeds,steps" and len(csv_lines) == 5
+    bc_row = next(line.split(",") for line in csv_lines if line.startswith("bc,"))
+    assert float(bc_row[5]) == pytest.approx(2.5) and float(bc_row[3]) == pytest.approx(26.5) and bc_row[8] == "4"
+    assert float(bc_row[6]) <= 2.5 <= float(bc_row[7])
+
+    for task in (TASK_C, TASK_MIX):
+        png = (tmp_path / "table" / "curves" / f"{task}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 5000
+    empty = subprocess.run([sys.executable, "scripts/aggregate.py", str(tmp_path / "nothing")], capture_output=True,
+                           text=True, cwd=REPO)
     assert empty.returncode == 2 and "no summary.json" in empty.stderr
 
 
-def test_sweep_lists_the_grid_and_skips_finished_runs(tmp_path):
-    make_run(tmp_path, "bc", "reacher-expert-C-v0_2x1_0", 0, 1.0)
-    out = subprocess.run([sys.executable, "scripts/sweep.py", "--algs", "bc", "iql", "--tasks", "reacher-expert-C-v0_2x1_0",
-                          "--seeds", "0", "1", "--runs_dir", str(tmp_path), "--dry_run", "--", "--max_training_step", "7"],
-                         capture_output=True, text=True, check=True)
-    assert "4 runs, 1 already finished, 3 to run" in out.stdout
-    commands = [line for line in out.stdout.splitlines() if "offline_marl.train_agents" in line]
-    assert len(commands) == 3 and all(line.endswith("--max_training_step 7") for line in commands)
-    assert not any(f"{tmp_path}/bc/reacher-expert-C-v0_2x1_0/seed0 " in line for line in commands)
+def test_learning_curve_averages_the_seeds_at_each_evaluation(aggregate, tmp_path):
+    for seed, score in enumerate([1.0, 2.0, 3.0, 100.0]):
+        make_run(tmp_path, "bc", TASK_C, seed, score, curve=[(50, 2 * seed), (100, score)])
+    (group,) = aggregate.group_runs(aggregate.collect_runs(tmp_path)).values()
+    steps, mean, std = aggregate.learning_curve(group)
+    assert steps.tolist() == [50, 100]
+    np.testing.assert_allclose(mean, [3.0, 26.5])
+    np.testing.assert_allclose(std, [np.std([0, 2, 4, 6]), np.std([1, 2, 3, 100])])
+
+
+def write_sweep(path, **changes):
+    sweep = yaml.safe_load((REPO / "configs/sweeps/smoke.yaml").read_text())
+    sweep.update(changes)
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def test_sweep_file_expands_to_run_folders_and_skips_finished_runs(sweep_module, tmp_path):
+    sweep = sweep_module.load_sweep(REPO / "configs/sweeps/baselines_reacher.yaml")
+    jobs = sweep_module.expand(sweep, runs_dir=tmp_path)
+    assert len(jobs) == 6 * 2 * 3
+    algs = {spec.point["alg_name"] for spec in jobs}
+    assert algs == {"bc", "iql", "ma-iql", "itd3-bc", "cql", "omar"}
+    iql = next(spec for spec in jobs if spec.point["alg_name"] == "iql" and spec.point["task_name"] == TASK_MIX)
+    assert iql.run_dir == str(tmp_path / "iql" / TASK_MIX / "default" / "seed0")
+    assert iql.requested_steps() == 5000 and "--wandb_group" in iql.argv
+    assert iql.argv[iql.argv.index("--wandb_tags") + 1] == f"iql,{TASK_MIX}"
+
+    grid = sweep_module.expand({"name": "g", "entry_point": "offline_marl.train_agents", "seeds": [0],
+                                "flags": {"task_name": TASK_C, "config": "configs/{alg_name}.yaml", "record_video": True},
+                                "grid": {"alg_name": ["itd3-bc"], "alpha": [0.25, 2.5], "hidden_sizes": [[64, 64]]}},
+                               runs_dir=tmp_path)
+    assert [Path(spec.run_dir).parent.name for spec in grid] == ["alpha=0.25,hidden_sizes=64-64",
+                                                                 "alpha=2.5,hidden_sizes=64-64"]
+    argv = list(grid[0].argv)
+    assert argv[argv.index("--config") + 1] == "configs/itd3-bc.yaml" and "--record_video" in argv
+    assert argv[argv.index("--hidden_sizes") + 1: argv.index("--hidden_sizes") + 3] == ["64", "64"]
+    with pytest.raises(sweep_module.SweepError, match="share the run folder"):
+        sweep_module.expand({"name": "g", "entry_point": "m", "grid": [{"alg_name": "bc", "batch_size": 1},
+                                                                       {"alg_name": "bc", "batch_size": 2}]})
+
+    sweep_file = write_sweep(tmp_path / "s.yaml")
+    make_run(tmp_path / "runs", "bc", TASK_C, 0, 1.0, steps=300)
+    make_run(tmp_path / "runs", "iql", TASK_C, 0, 1.0, steps=100)  # shorter than asked: not finished
+    out = subprocess.run([sys.executable, "scripts/sweep.py", str(sweep_file), "--runs_dir", str(tmp_path / "runs"),
+                          "--dry_run", "--", "--max_eval_episode", "1"], capture_output=True, text=True, check=True,
+                         cwd=REPO)
+    assert "4 jobs, 1 already finished, 3 to run" in out.stdout
+    commands = [line for line in out.stdout.splitlines() if "python -m offline_marl.train_agents" in line]
+    assert len(commands) == 3 and all(line.endswith("--max_eval_episode 1") for line in commands)
+    assert not any(f"bc/{TASK_C}/default/seed0 " in line for line in commands)
+    bad = subprocess.run([sys.executable, "scripts/sweep.py", str(write_sweep(tmp_path / "b.yaml", gird={}))],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "unknown keys ['gird']" in bad.stderr
+
+
+def test_local_sweep_runs_every_job_and_a_rerun_skips_them(sweep_module, reacher_data, tmp_path):
+    sweep_file = write_sweep(tmp_path / "s.yaml", seeds=[0])
+    command = [sys.executable, "scripts/sweep.py", str(sweep_file), "--runs_dir", str(tmp_path / "runs"),
+               "--cluster", "local", "--jobs", "2", "--threads", "1", "--", "--max_training_step", "20",
+               "--eval_frequency", "20", "--log_frequency", "10", "--max_eval_episode", "1"]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 of 2 jobs finished" in out.stdout
+    for alg in ("bc", "iql"):
+        run_dir = tmp_path / "runs" / alg / TASK_C / "default" / "seed0"
+        assert json.loads((run_dir / "summary.json").read_text())["steps"] == 20
+        assert "final normalised score" in (run_dir / "train.log").read_text()
+        assert yaml.safe_load((run_dir / "config.yaml").read_text())["wandb_group"] == "smoke"
+    again = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+    assert "2 jobs, 2 already finished, 0 to run" in again.stdout
+
+
+def test_debug_sweep_runs_in_process(sweep_module, reacher_data, tmp_path):
+    sweep_file = write_sweep(tmp_path / "s.yaml", seeds=[3], grid={"alg_name": ["bc"]})
+    code = sweep_module.main([str(sweep_file), "--runs_dir", str(tmp_path / "runs"), "--cluster", "debug", "--",
+                              "--max_training_step", "10", "--eval_frequency", "10", "--max_eval_episode", "1"])
+    assert code == 0
+    assert json.loads((tmp_path / "runs" / "bc" / TASK_C / "default" / "seed3" / "summary.json").read_text())["steps"] == 10
