@@ -1,4 +1,4 @@
-"""Multi-agent MuJoCo tasks, environments and offline datasets (no learning code)."""
+"""Multi-agent tasks (MuJoCo bodies, the iterated coordination game), environments and offline datasets (no learning code)."""
 import os
 
 # Headless by default: without a display, MuJoCo must render through EGL (set before mujoco is imported).

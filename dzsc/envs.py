@@ -1,8 +1,9 @@
-"""Multi-agent view of one Gymnasium v5 MuJoCo environment.
+"""Multi-agent view of one Gymnasium environment: a v5 MuJoCo body, or a game of `dzsc.games`.
 
 Each agent observes `global_obs[agent.obs_indices]` and drives `action[agent.action_indices]`;
-all agents share the team reward. The time limit (50 steps for Reacher, 1000 for locomotion) is
-counted here, so `truncated` is exact and no Gymnasium wrapper sits between us and the simulator.
+all agents share the team reward. The time limit (50 steps for Reacher, 1000 for locomotion, 10
+for the coordination game) is counted here, so `truncated` is exact and no Gymnasium wrapper sits
+between us and the simulator.
 """
 from __future__ import annotations
 
@@ -17,19 +18,22 @@ from dzsc.tasks import Task, get_task
 
 
 class MultiAgentEnv:
-    """reset / step with per-agent observations and actions over one MuJoCo simulator."""
+    """reset / step with per-agent observations and actions over one simulator.
+
+    `model` and `data` (the MuJoCo model and state) exist for MuJoCo bodies only.
+    """
 
     def __init__(self, task: Task | str, render_mode: str | None = None, width: int = 480, height: int = 480):
         self.task = get_task(task) if isinstance(task, str) else task
+        body = BODIES[self.task.body]
+        self.mujoco = body.simulator == "mujoco"
         kwargs = dict(self.task.env_kwargs)
         if render_mode is not None:
-            kwargs.update(render_mode=render_mode, width=width, height=height)
-            camera = BODIES[self.task.body].camera
-            if camera:
-                kwargs["default_camera_config"] = camera
+            kwargs.update(render_mode=render_mode, width=width, height=height, **body.render_kwargs())
         # .unwrapped: no TimeLimit / order / checker wrappers; the time limit is counted below.
         self.env = gym.make(self.task.env_id, **kwargs).unwrapped
-        self.model, self.data = self.env.model, self.env.data
+        if self.mujoco:
+            self.model, self.data = self.env.model, self.env.data
         self.action_low = self.env.action_space.low.astype(np.float64)
         self.action_high = self.env.action_space.high.astype(np.float64)
         self.elapsed_steps = 0
@@ -88,8 +92,10 @@ class MultiAgentEnv:
     def set_state_from_observation(self, global_obs: np.ndarray) -> None:
         """Put the simulator in the state a global observation describes.
 
-        Positions absent from the observation (x, and y for Ant) are set to 0; the dynamics do not
-        depend on them. Reacher angles come back as atan2(sin, cos),
+        A game's observation is its whole state, step counter included: it is restored exactly
+        (`dzsc.games`), and so is the elapsed step count of the time limit. For MuJoCo bodies the
+        elapsed step count is left as it is; positions absent from the observation (x, and y for
+        Ant) are set to 0; the dynamics do not depend on them. Reacher angles come back as atan2(sin, cos),
         unwrapped towards the joint's range, and the target's velocity is 0.
         Hopper / Walker2d velocities are clipped to +-10 in the observation, so states with faster
         joints cannot be restored exactly. Reacher's tip-target entries of a stepped observation come
@@ -103,6 +109,9 @@ class MultiAgentEnv:
             raise ShapeError(
                 f"{self.task.name}: a global observation is {self.task.obs_dim} finite numbers, got shape {global_obs.shape}"
             )
+        if not self.mujoco:
+            self.elapsed_steps = self.env.set_state_from_observation(global_obs)
+            return
         nq, nv = self.model.nq, self.model.nv
         qpos, qvel = np.zeros(nq), np.zeros(nv)
         if self.task.body == "reacher":
@@ -130,7 +139,7 @@ class MultiAgentEnv:
         return float(candidates[np.argmin(distance)])
 
     def render(self) -> np.ndarray:
-        """An RGB frame (H, W, 3) uint8; needs render_mode='rgb_array' (MUJOCO_GL=egl when headless)."""
+        """An RGB frame (H, W, 3) uint8; needs render_mode='rgb_array' (MuJoCo: MUJOCO_GL=egl when headless)."""
         if self.env.render_mode != "rgb_array":
             raise ValueError("render() needs MultiAgentEnv(task, render_mode='rgb_array')")
         return self.env.render()

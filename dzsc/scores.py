@@ -2,6 +2,8 @@
 
 score = 100 * (return - random) / (expert - random), with the reference returns of D4RL
 (Fu et al., 2020) and, for 50-step Reacher, those of the MOMA-PPO paper (Barde et al., 2024).
+The 10-step coordination game (`dzsc.games`): a uniform random team matches half the time
+(return 5, score 0), a team that always matches gets 10 (score 100), one that never does 0 (-100).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ REFERENCE_RETURNS = {  # body: (random policy return, expert return)
     "walker2d": (1.629008, 4592.3),
     "ant": (-325.6, 3879.7),
     "reacher": (-11.144625, -4.2370844),
+    "coordination": (5.0, 10.0),
 }
 
 

@@ -1,7 +1,8 @@
 """Task names -> multi-agent tasks.
 
 Grammar (TASKS.md): `{body}-{dataset}-{version}_{agent_conf}_{obsk}[_DEV]`, e.g.
-`reacher-expert-mix-v0_2x1first_0`, `ant-full-replay-v2_t4x2_0`, `halfcheetah-medium-v2_2x3_0t_DEV`.
+`reacher-expert-mix-v0_2x1first_0`, `ant-full-replay-v2_t4x2_0`, `halfcheetah-medium-v2_2x3_0t_DEV`,
+`coordination-expert-mix-v0_2x1_0` (the iterated coordination game of `dzsc.games`).
 `_DEV` keeps only the first 10,000 transitions of the dataset.
 
 Command line:
@@ -18,7 +19,7 @@ from functools import lru_cache
 
 from dzsc.errors import UnknownTaskError, closest
 from dzsc.partitions import BODIES
-from dzsc.partitions.layout import Body, actuators_of_joint
+from dzsc.partitions.layout import Body
 
 DEV_SUFFIX = "_DEV"
 DEV_SIZE = 10_000
@@ -131,16 +132,15 @@ def parse_task_name(name: str) -> dict:
 
 @lru_cache(maxsize=None)
 def get_task(name: str) -> Task:
-    """Build a Task, deriving every index from the body's MuJoCo model."""
+    """Build a Task from the body's parts (for MuJoCo bodies, every index comes from the model)."""
     pieces = parse_task_name(name)
     body = BODIES[pieces["body"]]
-    model = body.make_model()
-    parts = body.parts_from_model(model)
+    parts = body.named_parts()
     obs_dim = 1 + max(i for part in parts.values() for i in part.obs_indices)
     extra = body.obsk[pieces["obsk"]]
     agents = []
     for layout in body.agent_confs[pieces["agent_conf"]]:
-        actions = sorted({a for joint in layout.joints for a in actuators_of_joint(model, joint)})
+        actions = sorted({a for joint in layout.joints for a in body.actuators_of(joint)})
         own = [p for p in parts.values() if set(p.action_indices) & set(actions)]
         seen = [p.name for p in own] + list(layout.extra_parts)
         seen += list(parts) if extra == ("*",) else list(extra)
@@ -152,7 +152,7 @@ def get_task(name: str) -> Task:
         env_id=body.env_id,
         env_kwargs=dict(body.env_kwargs),
         obs_dim=obs_dim,
-        action_dim=int(model.nu),
+        action_dim=body.n_actuators(),
         max_episode_steps=body.max_episode_steps,
         agents=tuple(agents),
         **pieces,

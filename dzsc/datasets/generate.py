@@ -5,7 +5,11 @@
 Reacher: `expert-C` / `expert-D` come from two scripted experts with opposite elbow conventions
 (`dzsc.datasets.experts`), `expert-mix` is the first half of C followed by the first half of D (as
 in the MOMA-PPO paper), `random` from uniform actions. Locomotion: `{body}-random-gen` from uniform
-actions. `collect` records any policy callable (learned experts use it).
+actions. Coordination game (`dzsc.games`): `expert-0` / `expert-1` from a team that always plays
+action 0 / 1 (continuous actions uniform in `CONVENTION_ACTIONS`, so the data is not degenerate),
+`expert-mix` alternates their episodes (even episodes convention 0, odd ones convention 1), so any
+prefix, `_DEV` included, holds both conventions half and half; `random` from uniform actions.
+`collect` records any policy callable (learned experts use it).
 
 Episodes are stored contiguously even though `n_envs` simulators run in lockstep; the output is a
 deterministic function of (scenario, size, seed, n_envs). Collection is sequential in the episode
@@ -28,6 +32,7 @@ from dzsc.datasets.sources import GENERATABLE, generated_path
 from dzsc.datasets.transitions import TRANSITION_KEYS
 from dzsc.envs import MultiAgentEnv
 from dzsc.errors import UnknownTaskError, closest
+from dzsc.games import HORIZON as COORDINATION_HORIZON
 from dzsc.partitions import BODIES
 
 Policy = Callable[[np.ndarray], np.ndarray]  # global observations [n_envs, obs_dim] -> actions [n_envs, action_dim]
@@ -79,6 +84,31 @@ def uniform_policy(body: str, seed: int) -> Policy:
     return lambda observations: rng.uniform(low, high, size=(len(observations), len(low)))
 
 
+# Coordination game: convention (the action a team always plays) -> interval of its continuous actions.
+CONVENTION_ACTIONS = {0: (-1.0, -0.2), 1: (0.2, 1.0)}
+
+
+def convention_policy(choice: int, seed: int) -> Policy:
+    """A coordination team that always plays `choice`: both agents' actions uniform in CONVENTION_ACTIONS[choice]."""
+    rng = np.random.default_rng([seed, 2, choice])
+    low, high = CONVENTION_ACTIONS[choice]
+    return lambda observations: rng.uniform(low, high, size=(len(observations), 2))
+
+
+def _alternate_conventions(size: int, seed: int, n_envs: int, progress: bool) -> dict[str, np.ndarray]:
+    """Episodes of convention 0 and 1 in turn (the coordination game's episodes all last its horizon)."""
+    n_episodes = -(-size // COORDINATION_HORIZON)
+    per_convention = -(-n_episodes // 2) * COORDINATION_HORIZON
+    teams = [collect("coordination", convention_policy(choice, seed), per_convention, seed, n_envs, progress)
+             for choice in (0, 1)]
+    arrays = {}
+    for key in TRANSITION_KEYS:
+        episodes = [team[key].reshape(-1, COORDINATION_HORIZON, *team[key].shape[1:]) for team in teams]
+        arrays[key] = np.stack(episodes, axis=1).reshape(-1, *teams[0][key].shape[1:])[:size]
+    arrays["timeouts"][-1] |= not arrays["terminals"][-1]  # a cut last episode ends at the cut
+    return arrays
+
+
 def _reacher_expert(convention: str) -> Policy:
     return ScriptedReacherExpert(make_env("reacher").model, EXPERT_ELBOW_SIGN[convention])
 
@@ -94,6 +124,14 @@ def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bo
                   for c in ("C", "D")]
         arrays = {key: np.concatenate([half[key] for half in halves]) for key in TRANSITION_KEYS}
         generator = "first half of reacher-expert-C-v0 + first half of reacher-expert-D-v0 (same seed)"
+    elif scenario in ("coordination-expert-0-v0", "coordination-expert-1-v0"):
+        choice = int(scenario.split("-")[2])
+        arrays = collect("coordination", convention_policy(choice, seed), size, seed, n_envs, progress)
+        generator = f"a team that always plays action {choice} (actions uniform in {CONVENTION_ACTIONS[choice]})"
+    elif scenario == "coordination-expert-mix-v0":
+        arrays = _alternate_conventions(size, seed, n_envs, progress)
+        generator = ("episodes of coordination-expert-0-v0 and coordination-expert-1-v0 in turn (same seed), "
+                     "convention 0 first")
     elif scenario in GENERATABLE and scenario.split("-")[1] == "random":
         body = scenario.split("-")[0]
         arrays = collect(body, uniform_policy(body, seed), size, seed, n_envs, progress)

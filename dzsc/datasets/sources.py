@@ -14,7 +14,7 @@ from dzsc.errors import DatasetNotFoundError, DownloadError
 # Scenarios `python -m dzsc.datasets.generate` makes (dzsc.datasets.generate implements each).
 GENERATABLE = ("reacher-expert-C-v0", "reacher-expert-D-v0", "reacher-expert-mix-v0", "reacher-random-v0") + tuple(
     f"{body}-random-gen" for body in D4RL_BODIES
-)
+) + ("coordination-expert-0-v0", "coordination-expert-1-v0", "coordination-expert-mix-v0", "coordination-random-v0")
 GENERATE_SIZE = 1_000_000
 MINARI_PREFIX = "minari:"
 

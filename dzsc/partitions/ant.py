@@ -1,13 +1,13 @@
 """Ant split by legs. The model's actuator order is hip_4, ankle_4, hip_1, ... (not the
 observation order); indices come from the model, so an agent always drives the leg it observes."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, Body, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
 )
 
 LEG = {k: (f"hip_{k}", f"ankle_{k}") for k in (1, 2, 3, 4)}
 TORSO = ("torso_pose", "torso_vel_x", "torso_vel_y", "torso_vel_z")
 
-BODY = Body(
+BODY = MujocoBody(
     name="ant",
     env_id="Ant-v5",
     env_kwargs={"include_cfrc_ext_in_observation": False},

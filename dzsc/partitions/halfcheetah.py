@@ -1,11 +1,11 @@
 """HalfCheetah split into legs (2x3) or single joints (6x1)."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, Body, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
 )
 
 BACK, FRONT = ("bthigh", "bshin", "bfoot"), ("fthigh", "fshin", "ffoot")
 
-BODY = Body(
+BODY = MujocoBody(
     name="halfcheetah",
     env_id="HalfCheetah-v5",
     env_kwargs={},

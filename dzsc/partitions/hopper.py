@@ -1,11 +1,11 @@
 """Hopper split into thigh, leg and foot (3x1)."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, Body, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
 )
 
 JOINTS = ("thigh_joint", "leg_joint", "foot_joint")
 
-BODY = Body(
+BODY = MujocoBody(
     name="hopper",
     env_id="Hopper-v5",
     env_kwargs={},

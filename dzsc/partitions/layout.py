@@ -1,4 +1,11 @@
-"""Observation / action index maps derived from a compiled MuJoCo model.
+"""What the task registry knows about a body, and the index maps of MuJoCo bodies.
+
+A `Body` declares the environment, the datasets and the agent configurations; it answers three
+questions for `dzsc.tasks.get_task`: its named parts (observation indices, owned actuators), its
+number of actuators, and which actuators a driven element (a MuJoCo joint, a game's choice) owns.
+Two kinds exist: `MujocoBody` derives every index from the compiled MuJoCo model, `GameBody` (a
+pure-Python environment of `dzsc.games`) declares its parts from the environment's own layout
+constants.
 
 Locomotion (Gymnasium v5 HalfCheetah, Hopper, Walker2d, Ant) observations are
 `concat(qpos[n_excluded:], qvel)` (Ant without contact forces), so a joint whose position sits at
@@ -10,6 +17,7 @@ Actuators map to joints through `model.actuator_trnid`, so the Ant actuator orde
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import mujoco
 import numpy as np
@@ -17,7 +25,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Part:
-    """A named piece of the global observation, plus the actuators it owns (joint parts only)."""
+    """A named piece of the global observation, plus the actuators it owns (parts an agent drives only)."""
 
     name: str
     obs_indices: tuple[int, ...]
@@ -26,7 +34,7 @@ class Part:
 
 @dataclass(frozen=True)
 class AgentLayout:
-    """One agent: the joints it drives and the parts it observes beyond them."""
+    """One agent: the joints it drives (for a `GameBody`: the parts it drives) and the parts it observes beyond them."""
 
     joints: tuple[str, ...]
     extra_parts: tuple[str, ...] = ()
@@ -34,7 +42,7 @@ class AgentLayout:
 
 @dataclass(frozen=True)
 class Body:
-    """Everything the task registry needs to know about one MuJoCo body."""
+    """Everything the task registry needs to know about one body (the fields common to both kinds)."""
 
     name: str
     env_id: str
@@ -44,11 +52,68 @@ class Body:
     versions: tuple[str, ...]
     agent_confs: dict[str, tuple[AgentLayout, ...]]
     obsk: dict[str, tuple[str, ...]]  # obsk name -> extra parts every agent observes ("*" = all)
+
+    simulator: ClassVar[str]  # "mujoco" or "python"
+
+    def named_parts(self) -> dict[str, Part]:
+        """Part name -> observation indices and owned actuators."""
+        raise NotImplementedError
+
+    def n_actuators(self) -> int:
+        """Width of the global action."""
+        raise NotImplementedError
+
+    def actuators_of(self, driven: str) -> tuple[int, ...]:
+        """Action indices of one element an `AgentLayout` lists in `joints`."""
+        raise NotImplementedError
+
+    def render_kwargs(self) -> dict:
+        """Extra keyword arguments of the environment when it renders."""
+        return {}
+
+
+@dataclass(frozen=True)
+class MujocoBody(Body):
+    """A Gymnasium v5 MuJoCo body: indices come from the compiled model; `joints` are MuJoCo joint names."""
+
     parts_from_model: object = field(repr=False)  # callable(model) -> dict[str, Part]
     camera: dict = field(default_factory=dict)  # Gymnasium default_camera_config for render()
 
+    simulator: ClassVar[str] = "mujoco"
+
     def make_model(self) -> mujoco.MjModel:
         return _model(self.env_id, tuple(sorted(self.env_kwargs.items())))
+
+    def named_parts(self) -> dict[str, Part]:
+        return self.parts_from_model(self.make_model())
+
+    def n_actuators(self) -> int:
+        return int(self.make_model().nu)
+
+    def actuators_of(self, driven: str) -> tuple[int, ...]:
+        return actuators_of_joint(self.make_model(), driven)
+
+    def render_kwargs(self) -> dict:
+        return {"default_camera_config": self.camera} if self.camera else {}
+
+
+@dataclass(frozen=True)
+class GameBody(Body):
+    """A pure-Python environment (`dzsc.games`): parts are declared from the environment's layout
+    constants; `joints` of an `AgentLayout` name the parts whose actuators the agent drives."""
+
+    parts: dict[str, Part]
+
+    simulator: ClassVar[str] = "python"
+
+    def named_parts(self) -> dict[str, Part]:
+        return dict(self.parts)
+
+    def n_actuators(self) -> int:
+        return 1 + max(a for part in self.parts.values() for a in part.action_indices)
+
+    def actuators_of(self, driven: str) -> tuple[int, ...]:
+        return self.parts[driven].action_indices
 
 
 _MODELS: dict = {}

@@ -5,7 +5,7 @@ Parts: arm0/arm1 = {cos, sin, dq} of that joint, target, tip.
 """
 import mujoco
 
-from dzsc.partitions.layout import AgentLayout, Body, Part, actuators_of_joint
+from dzsc.partitions.layout import AgentLayout, MujocoBody, Part, actuators_of_joint
 
 
 def parts_from_model(model: mujoco.MjModel) -> dict[str, Part]:
@@ -23,7 +23,7 @@ def parts_from_model(model: mujoco.MjModel) -> dict[str, Part]:
     return parts
 
 
-BODY = Body(
+BODY = MujocoBody(
     name="reacher",
     env_id="Reacher-v5",
     env_kwargs={},

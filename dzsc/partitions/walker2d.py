@@ -1,12 +1,12 @@
 """Walker2d split into legs (2x3) or single joints (6x1)."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, Body, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
 )
 
 RIGHT = ("thigh_joint", "leg_joint", "foot_joint")
 LEFT = ("thigh_left_joint", "leg_left_joint", "foot_left_joint")
 
-BODY = Body(
+BODY = MujocoBody(
     name="walker2d",
     env_id="Walker2d-v5",
     env_kwargs={},
