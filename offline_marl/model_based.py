@@ -33,7 +33,7 @@ class ModelRolloutConfig:
                                    "model (no penalties, no cut): the upper bound of a perfect model")
     world_model_epochs: int = flag(200, "when a world model has to be trained: its --max_epochs (early stopping "
                                         "usually ends it sooner)")
-    next_obs_penalty: float = flag(1.0, "reward penalty per unit of next-state disagreement between the elites "
+    next_obs_penalty: float = flag(0.1, "reward penalty per unit of next-state disagreement between the elites "
                                         "(in typical one-step changes)")
     reward_disagreement_penalty: float = flag(1.0, "reward penalty per unit of reward disagreement between elites")
     reward_std_penalty: float = flag(0.0, "reward penalty per unit of the elites' largest predicted reward std "
@@ -69,6 +69,9 @@ def make_rollout_env(config, device: torch.device) -> RolloutEnv:
 def task_views(task_name: str, device: torch.device) -> dict:
     """The task's padded index matrices (`dzsc.datasets.dataset.agent_views`) as tensors on `device`."""
     return {key: torch.as_tensor(value, device=device) for key, value in agent_views(get_task(task_name)).items()}
+
+
+ROLLOUT_STATISTICS = ("rollout_length", "model_reward", "penalty", "uncertainty", "cut_fraction", "terminated_fraction")
 
 
 def rollout_statistics(rollout: dict) -> dict:

@@ -29,7 +29,8 @@ from offline_marl.algos.ma_iql import MAIQLConfig
 from offline_marl.config import flag, parse_config
 from offline_marl.data import AgentSpace, DeviceDataset, agent_batch, merge_agents, split_agents
 from offline_marl.errors import ConfigError, UnknownAlgorithmError
-from offline_marl.model_based import ModelRolloutConfig, make_rollout_env, rollout_statistics, task_views
+from offline_marl.model_based import (ROLLOUT_STATISTICS, ModelRolloutConfig, make_rollout_env, rollout_statistics,
+                                      task_views)
 from offline_marl.model_env import RolloutEnv
 from offline_marl.runner import train
 
@@ -101,6 +102,8 @@ class ModelAugmentedLearner(nn.Module):
             self.register_buffer(f"synthetic_{key}", torch.zeros(shapes[key], dtype=dtype, device=device))
         self.register_buffer("synthetic_valid", torch.zeros(size, dtype=torch.bool, device=device))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        # statistics of the latest refresh, logged with every update (each step reports the same names)
+        self.register_buffer("latest_rollout_statistics", torch.zeros(len(ROLLOUT_STATISTICS), device=device))
         self._pool = None  # indices of valid synthetic transitions, recomputed after a refresh or a load
 
     def set_observation_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -111,8 +114,8 @@ class ModelAugmentedLearner(nn.Module):
         return self.learner.act(agent_obs, history)
 
     @torch.no_grad()
-    def refresh(self, data: DeviceDataset, generator: torch.Generator) -> dict:
-        """Replace the synthetic buffer by rollouts of the current policy; returns rollout statistics."""
+    def refresh(self, data: DeviceDataset, generator: torch.Generator) -> None:
+        """Replace the synthetic buffer by rollouts of the current policy (and their statistics)."""
         c = self.config
         mask = self.space.action_mask.float()[:, None, :]
 
@@ -132,7 +135,7 @@ class ModelAugmentedLearner(nn.Module):
             getattr(self, f"synthetic_{key}").copy_(flat(value))
         self.synthetic_valid.copy_(flat(out["valid"]))
         self._pool = None
-        return rollout_statistics(out)
+        self.latest_rollout_statistics.copy_(torch.stack(list(rollout_statistics(out).values())))
 
     def _synthetic_batch(self, size: int, generator: torch.Generator) -> dict:
         if self._pool is None:
@@ -143,16 +146,15 @@ class ModelAugmentedLearner(nn.Module):
 
     def train_step(self, data: DeviceDataset, generator: torch.Generator) -> dict:
         c = self.config
-        statistics = {}
         if int(self.updates) % c.rollout_refresh == 0:
-            statistics = self.refresh(data, generator)
+            self.refresh(data, generator)
         self.updates += 1
         n_real = round(c.batch_size * c.real_data_fraction)
         real = data.sample(n_real, generator)
         synthetic = self._synthetic_batch(c.batch_size - n_real, generator)
         batch = {key: torch.cat([real[key], synthetic[key]], dim=1 if key.startswith("agent_") else 0)
                  for key in synthetic}
-        return {**self.learner.update(batch), **statistics}
+        return {**self.learner.update(batch), **dict(zip(ROLLOUT_STATISTICS, self.latest_rollout_statistics.clone()))}
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)

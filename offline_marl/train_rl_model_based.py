@@ -44,6 +44,8 @@ class MOMAPPOConfig(MAPPOConfig, ModelRolloutConfig):
     eval_frequency: int = flag(25, "iterations between evaluations in the real simulator")
     n_envs: int = flag(400, "start states drawn from the dataset per iteration")
     rollout_len: int = flag(10, "model steps per start state (fewer where the rollout is cut or terminates)")
+    lr: float = flag(1e-3, "Adam learning rate of the policies and the critic")
+    init_log_std: float = flag(-1.0, "initial log standard deviation of the Gaussian policies")
 
     def validate(self) -> None:
         super().validate()

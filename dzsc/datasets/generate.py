@@ -5,8 +5,9 @@
 Reacher: `expert-C` / `expert-D` come from two scripted experts with opposite elbow conventions
 (`dzsc.datasets.experts`), `expert-mix` is the first half of C followed by the first half of D (as
 in the MOMA-PPO paper), `random` from uniform actions. Locomotion: `{body}-random-gen` from uniform
-actions. Coordination game (`dzsc.games`): `expert-0` / `expert-1` from a team that always plays
-action 0 / 1 (continuous actions uniform in `CONVENTION_ACTIONS`, so the data is not degenerate),
+actions. Coordination game (`dzsc.games`): `expert-0` / `expert-1` from a team that plays action
+0 / 1 (continuous actions uniform in `CONVENTION_ACTIONS`, so the data is not degenerate; each agent
+slips to the other action with probability `SLIP`),
 `expert-mix` alternates their episodes (even episodes convention 0, odd ones convention 1), so any
 prefix, `_DEV` included, holds both conventions half and half; `random` from uniform actions.
 `collect` records any policy callable (learned experts use it).
@@ -84,15 +85,25 @@ def uniform_policy(body: str, seed: int) -> Policy:
     return lambda observations: rng.uniform(low, high, size=(len(observations), len(low)))
 
 
-# Coordination game: convention (the action a team always plays) -> interval of its continuous actions.
+# Coordination game: convention (the action a team plays) -> interval of its continuous actions.
 CONVENTION_ACTIONS = {0: (-1.0, -0.2), 1: (0.2, 1.0)}
+# Probability that an agent of a coordination expert team plays the other action at a step (a
+# trembling hand): the data then shows that a mismatch earns nothing, which a world model can only
+# learn from mismatches it has seen. Each convention alone is still the best the team can do.
+SLIP = 0.1
 
 
-def convention_policy(choice: int, seed: int) -> Policy:
-    """A coordination team that always plays `choice`: both agents' actions uniform in CONVENTION_ACTIONS[choice]."""
+def convention_policy(choice: int, seed: int, slip: float = SLIP) -> Policy:
+    """A coordination team of convention `choice`: each agent's action is uniform in
+    CONVENTION_ACTIONS[choice], mirrored into the other action's interval with probability `slip`."""
     rng = np.random.default_rng([seed, 2, choice])
     low, high = CONVENTION_ACTIONS[choice]
-    return lambda observations: rng.uniform(low, high, size=(len(observations), 2))
+
+    def policy(observations: np.ndarray) -> np.ndarray:
+        actions = rng.uniform(low, high, size=(len(observations), 2))
+        return np.where(rng.random(actions.shape) < slip, -actions, actions)
+
+    return policy
 
 
 def _alternate_conventions(size: int, seed: int, n_envs: int, progress: bool) -> dict[str, np.ndarray]:
@@ -127,7 +138,8 @@ def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bo
     elif scenario in ("coordination-expert-0-v0", "coordination-expert-1-v0"):
         choice = int(scenario.split("-")[2])
         arrays = collect("coordination", convention_policy(choice, seed), size, seed, n_envs, progress)
-        generator = f"a team that always plays action {choice} (actions uniform in {CONVENTION_ACTIONS[choice]})"
+        generator = (f"a team that plays action {choice} (actions uniform in {CONVENTION_ACTIONS[choice]}, each agent "
+                     f"slipping to the other action with probability {SLIP})")
     elif scenario == "coordination-expert-mix-v0":
         arrays = _alternate_conventions(size, seed, n_envs, progress)
         generator = ("episodes of coordination-expert-0-v0 and coordination-expert-1-v0 in turn (same seed), "

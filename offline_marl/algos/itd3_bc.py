@@ -131,12 +131,13 @@ class ObservationNormalizer(nn.Module):
 
     def __init__(self, space: AgentSpace):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(space.n_agents, space.obs_dim))
-        self.register_buffer("std", torch.ones(space.n_agents, space.obs_dim))
+        shape, device = (space.n_agents, space.obs_dim), space.obs_mask.device
+        self.register_buffer("mean", torch.zeros(shape, device=device))
+        self.register_buffer("std", torch.ones(shape, device=device))
         self.register_buffer("obs_mask", space.obs_mask.float())
         # The affine map itself, derived from the statistics (padded entries: scale 1, shift 0).
-        self.register_buffer("scale", torch.ones(space.n_agents, space.obs_dim), persistent=False)
-        self.register_buffer("shift", torch.zeros(space.n_agents, space.obs_dim), persistent=False)
+        self.register_buffer("scale", torch.ones(shape, device=device), persistent=False)
+        self.register_buffer("shift", torch.zeros(shape, device=device), persistent=False)
         self._refresh()
 
     def _refresh(self) -> None:

@@ -1,0 +1,157 @@
+"""MOMA-PPO and the model-based learners: they learn inside a perfect and a learned model, mix real and
+synthetic data, resume exactly and refuse bad flags."""
+import json
+
+import pytest
+import torch
+
+from dzsc.datasets import load_dataset
+from dzsc.datasets.dataset import agent_views
+from dzsc.datasets.generate import generate
+from dzsc.datasets.hdf5 import save_hdf5
+from dzsc.tasks import get_task
+from offline_marl import train_model_based_agent, train_rl_model_based
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+from offline_marl.data import AgentSpace
+from offline_marl.errors import ConfigError
+from offline_marl.evaluation import evaluate
+from offline_marl.world_model import WorldModelConfig, WorldModelNotFoundError, fit_world_model
+
+TASK = "reacher-expert-C-v0_2x1_0"
+MIX_TASK = "reacher-expert-mix-v0_2x1_0"  # same agents and simulator as TASK, two-convention data
+# Small PPO settings that learn reacher quickly (see test_mappo.py's learning test).
+PPO = ["--init_log_std", "-1", "--lr", "1e-3", "--n_envs", "100", "--rollout_len", "10"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def mix_path(tmp_path_factory):
+    """50,000 transitions of the two-convention reacher data."""
+    path = tmp_path_factory.mktemp("data") / "reacher-expert-mix-v0.hdf5"
+    save_hdf5(path, *generate("reacher-expert-mix-v0", 50_000, seed=0, progress=False))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def world_model_path(mix_path, tmp_path_factory):
+    """A small ensemble (5 x 2x200, 10 epochs) fitted on the mixed data; it covers both conventions."""
+    dataset = load_dataset(MIX_TASK, path=mix_path)
+    config = WorldModelConfig(task_name=MIX_TASK, ensemble_size=5, n_elites=3, hidden_sizes=(200, 200), max_epochs=10,
+                              device="cpu")
+    torch.manual_seed(0)
+    model, _ = fit_world_model(dataset, config, "cpu", progress=False)
+    path = tmp_path_factory.mktemp("wm") / "world_model.pt"
+    model.save(path)
+    return str(path)
+
+
+def untrained_score(seed: int) -> float:
+    """The score of MA-PPO's initial deterministic policy, the baseline learning must beat."""
+    task = get_task(TASK)
+    views = agent_views(task)
+    space = AgentSpace.of_task(task, {key: torch.as_tensor(value) for key, value in views.items()})
+    torch.manual_seed(seed)
+    policy = MAPPO(MAPPOConfig(task_name=TASK, seed=seed), space, torch.device("cpu"))
+    return evaluate(policy.act, task, views, 10, 1_000_000 + 1000 * seed, torch.device("cpu"))["normalized_score"]
+
+
+def moma_args(data_path, run_dir, steps, *extra) -> list[str]:
+    return ["--task_name", TASK, "--dataset_path", data_path, "--run_dir", str(run_dir), "--device", "cpu",
+            "--max_training_step", str(steps), "--eval_frequency", str(steps), "--log_frequency", "5",
+            "--checkpoint_frequency", str(steps), "--max_eval_episode", "10", *PPO, *extra]
+
+
+@pytest.mark.parametrize("source", ["perfect", "learned"])
+def test_moma_ppo_improves_on_the_untrained_policy(source, reacher_c_path, mix_path, world_model_path, tmp_path):
+    """The untrained policy scores ~11 here; measured after these budgets: perfect ~35, learned 52-68."""
+    if source == "perfect":
+        args = moma_args(reacher_c_path, tmp_path / "run", 40, "--perfect_wm")
+    else:
+        args = _with(moma_args(mix_path, tmp_path / "run", 60, "--world_model", world_model_path),
+                     task_name=MIX_TASK, n_envs=200)
+    summary = train_rl_model_based.main(args)
+    baseline = untrained_score(0)
+    assert summary["final_normalized_score"] >= baseline + 20.0, (summary, baseline)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    logged = [row for row in rows if "rollout_length" in row]
+    assert logged and all(0 < row["rollout_length"] <= 10 for row in logged)
+    if source == "learned":
+        assert all(row["uncertainty"] > 0 and row["penalty"] > 0 for row in logged)
+    else:
+        assert all(row["uncertainty"] == 0 and row["penalty"] == 0 for row in logged)
+
+
+def test_moma_ppo_cut_shortens_rollouts(reacher_c_path, world_model_path, tmp_path):
+    train_rl_model_based.main(moma_args(reacher_c_path, tmp_path / "run", 5, "--world_model", world_model_path,
+                                        "--cut_threshold", "1e-6"))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["rollout_length"] for row in rows if "rollout_length" in row] == [1.0]
+    assert all(row["cut_fraction"] == 1.0 for row in rows if "cut_fraction" in row)
+
+
+@pytest.mark.parametrize("entry", ["moma-ppo", "mb-itd3-bc"])
+def test_interrupted_run_resumes_with_the_same_results(entry, reacher_c_path, world_model_path, tmp_path):
+    def run(run_dir, steps):
+        if entry == "moma-ppo":
+            args = moma_args(reacher_c_path, run_dir, 10, "--world_model", world_model_path)
+            return train_rl_model_based.main(_with(args, max_training_step=steps, checkpoint_frequency=5,
+                                                   log_frequency=5, eval_frequency=5))
+        args = ["--alg_name", "itd3-bc", "--task_name", TASK, "--dataset_path", reacher_c_path, "--run_dir",
+                str(run_dir), "--device", "cpu", "--max_training_step", str(steps), "--eval_frequency", "20",
+                "--log_frequency", "10", "--checkpoint_frequency", "20", "--max_eval_episode", "2",
+                "--hidden_sizes", "32", "32", "--world_model", world_model_path, "--rollout_refresh", "15",
+                "--rollout_starts", "50", "--rollout_len", "3"]
+        return train_model_based_agent.main(args)
+
+    run(tmp_path / "whole", 40 if entry != "moma-ppo" else 10)
+    run(tmp_path / "split", 20 if entry != "moma-ppo" else 5)
+    run(tmp_path / "split", 40 if entry != "moma-ppo" else 10)
+
+    def rows(run_dir):
+        return [{k: v for k, v in json.loads(line).items() if k not in ("time_s", "updates_per_s")}
+                for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    assert rows(tmp_path / "whole") == rows(tmp_path / "split")
+
+
+def _with(args: list[str], **values) -> list[str]:
+    args = list(args)
+    for key, value in values.items():
+        args[args.index(f"--{key}") + 1] = str(value)
+    return args
+
+
+def test_model_based_agent_mixes_real_and_synthetic_batches(reacher_c_path, world_model_path, tmp_path):
+    args = ["--alg_name", "iql", "--task_name", TASK, "--dataset_path", reacher_c_path, "--run_dir",
+            str(tmp_path / "run"), "--device", "cpu", "--max_training_step", "20", "--eval_frequency", "20",
+            "--log_frequency", "10", "--max_eval_episode", "2", "--hidden_sizes", "32", "32", "--world_model",
+            world_model_path, "--rollout_refresh", "10", "--rollout_starts", "40", "--rollout_len", "4",
+            "--real_data_fraction", "0.25", "--batch_size", "64"]
+    config = train_model_based_agent.main(args)
+    assert config["steps"] == 20
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    assert "alg_name: mb-iql" in saved
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    state = checkpoint["algorithm"]
+    assert state["synthetic_observations"].shape == (40 * 4, get_task(TASK).obs_dim)
+    assert state["synthetic_valid"].all() and int(state["updates"]) == 20
+    assert state["synthetic_rewards"].abs().sum() > 0
+
+
+def test_bad_flags_are_refused(reacher_c_path, world_model_path, tmp_path):
+    base = moma_args(reacher_c_path, tmp_path / "run", 2)
+    with pytest.raises(ConfigError, match="perfect_wm"):
+        train_rl_model_based.main(base + ["--perfect_wm", "--world_model", world_model_path])
+    with pytest.raises(ConfigError, match="memory_len"):
+        train_rl_model_based.main(base + ["--memory_len", "4"])
+    with pytest.raises(ConfigError, match="real_data_fraction"):
+        train_model_based_agent.main(["--alg_name", "iql", "--task_name", TASK, "--real_data_fraction", "1.5"])
+    with pytest.raises(WorldModelNotFoundError):
+        train_rl_model_based.main(base + ["--world_model", str(tmp_path / "missing.pt")])
