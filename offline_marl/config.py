@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,18 @@ def build_parser(config_class: type, defaults: dict, description: str) -> argpar
         default = defaults.get(f.name, f.default)
         _argument(parser, f, hints[f.name], tuple(default) if isinstance(default, list) else default)
     return parser
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run an entry point's `main()` from the command line: a DzscError (bad task, flag, dataset, ...)
+    prints its message and exits with status 2 instead of a traceback."""
+    from dzsc.errors import DzscError
+
+    try:
+        main()
+    except DzscError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def read_yaml(path: str) -> dict:

@@ -19,7 +19,8 @@ different data (expert-C vs expert-D) can be paired. Writes crossplay.md, crossp
 crossplay.json (matrix, self-play per run, mean self-play, mean cross-play) to --out.
 
 Loading is generic through POLICY_LOADERS (algorithm name -> loader): the model-free learners of
-`offline_marl.algos.ALGORITHMS` are registered here; another entry point registers its own with
+`offline_marl.algos.ALGORITHMS`, their model-based `mb-` variants, MA-PPO and MOMA-PPO are registered
+here; another entry point registers its own with
 `register_policy_loader(name, loader)` or `--loader NAME=module:function`, where a loader is
 `(checkpoint: dict, space: AgentSpace, device) -> object with act(agent_obs, history)`.
 """
@@ -30,7 +31,6 @@ import csv
 import dataclasses
 import importlib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,6 +40,7 @@ import torch
 
 from dzsc.datasets.dataset import agent_views
 from dzsc.tasks import get_task
+from offline_marl.config import run_cli
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
@@ -72,11 +73,36 @@ def load_offline_learner(checkpoint: dict, space: AgentSpace, device: torch.devi
     return algorithm.eval()
 
 
+def load_model_based_learner(checkpoint: dict, space: AgentSpace, device: torch.device):
+    """A model-based learner (`mb-{name}`, `train_model_based_agent.py`): its wrapped learner only."""
+    from offline_marl.algos import ALGORITHMS
+
+    name = checkpoint["config"]["alg_name"].removeprefix("mb-")
+    config_class, algorithm_class = ALGORITHMS[name]
+    algorithm = algorithm_class(config_from_dict(config_class, checkpoint["config"]), space, device)
+    algorithm.load_state_dict({key.removeprefix("learner."): value for key, value in checkpoint["algorithm"].items()
+                               if key.startswith("learner.")})
+    return algorithm.eval()
+
+
+def load_mappo_policy(checkpoint: dict, space: AgentSpace, device: torch.device):
+    """MA-PPO (online) and MOMA-PPO runs: the actors, critic and normalisers (no simulator or model state)."""
+    from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+
+    policy = MAPPO(config_from_dict(MAPPOConfig, checkpoint["config"]), space, device)
+    names = set(policy.state_dict())
+    policy.load_state_dict({key: value for key, value in checkpoint["algorithm"].items() if key in names})
+    return policy.eval()
+
+
 def _register_builtin_loaders() -> None:
     from offline_marl.algos import ALGORITHMS
 
     for name in ALGORITHMS:
         POLICY_LOADERS.setdefault(name, load_offline_learner)
+        POLICY_LOADERS.setdefault(f"mb-{name}", load_model_based_learner)
+    for name in ("mappo", "moma-ppo"):
+        POLICY_LOADERS.setdefault(name, load_mappo_policy)
 
 
 _register_builtin_loaders()
@@ -235,10 +261,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from dzsc.errors import DzscError
-
-    try:
-        main()
-    except DzscError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -8,10 +8,9 @@ described in `offline_marl.runner`.
 """
 from __future__ import annotations
 
-import sys
 
 from offline_marl.algos import ALGORITHMS, USES_REWARD_SCALE
-from offline_marl.config import parse_config
+from offline_marl.config import parse_config, run_cli
 from offline_marl.errors import UnknownAlgorithmError
 from offline_marl.runner import train
 from dzsc.errors import closest
@@ -31,10 +30,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from dzsc.errors import DzscError
-
-    try:
-        main()
-    except DzscError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

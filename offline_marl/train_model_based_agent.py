@@ -14,7 +14,6 @@ both sources get the learner's reward scaling. The run folder records the algori
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +25,7 @@ from offline_marl.algos import ALGORITHMS, USES_REWARD_SCALE
 from offline_marl.algos.iql import IQLConfig
 from offline_marl.algos.itd3_bc import ITD3BCConfig
 from offline_marl.algos.ma_iql import MAIQLConfig
-from offline_marl.config import flag, parse_config
+from offline_marl.config import flag, parse_config, run_cli
 from offline_marl.data import AgentSpace, DeviceDataset, agent_batch, merge_agents, split_agents
 from offline_marl.errors import ConfigError, UnknownAlgorithmError
 from offline_marl.model_based import (ROLLOUT_STATISTICS, ModelRolloutConfig, make_rollout_env, rollout_statistics,
@@ -182,10 +181,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from dzsc.errors import DzscError
-
-    try:
-        main()
-    except DzscError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -33,7 +33,6 @@ part of the run's configuration: rerunning a finished run with other collection 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -51,7 +50,7 @@ from dzsc.errors import OutputExistsError, UnknownTaskError, closest
 from dzsc.partitions import BODIES
 from dzsc.tasks import get_task, parse_task_name
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
-from offline_marl.config import flag, parse_config
+from offline_marl.config import flag, parse_config, run_cli
 from offline_marl.data import AgentSpace, merge_agents, split_agents
 from offline_marl.errors import ConfigError, UnknownAlgorithmError
 from offline_marl.runner import EVAL_SEED_BASE, default_run_dir, train
@@ -300,10 +299,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from dzsc.errors import DzscError
-
-    try:
-        main()
-    except DzscError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

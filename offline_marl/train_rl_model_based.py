@@ -20,13 +20,12 @@ Evaluation runs the deterministic policies in the real simulator (the runner). W
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import torch
 
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
-from offline_marl.config import flag, parse_config
+from offline_marl.config import flag, parse_config, run_cli
 from offline_marl.data import AgentSpace, DeviceDataset, merge_agents, split_agents
 from offline_marl.model_based import ModelRolloutConfig, make_rollout_env, rollout_statistics, task_views
 from offline_marl.model_env import RolloutEnv
@@ -97,10 +96,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from dzsc.errors import DzscError
-
-    try:
-        main()
-    except DzscError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

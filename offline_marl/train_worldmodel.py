@@ -12,7 +12,6 @@ in `offline_marl.world_model`; MOMA-PPO and the other model-based entry points g
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ from dzsc.datasets import load_dataset
 from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.hub import push_file
 from dzsc.tasks import get_task
-from offline_marl.config import parse_config
+from offline_marl.config import parse_config, run_cli
 from offline_marl.runner import resolve_device
 from offline_marl.world_model import (CorruptWorldModelError, EnsembleWorldModel, WorldModelConfig,
                                       dataset_fingerprint, default_world_model_path, fit_world_model,
@@ -92,10 +91,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from dzsc.errors import DzscError
-
-    try:
-        main()
-    except DzscError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

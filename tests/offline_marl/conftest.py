@@ -1,8 +1,19 @@
 """Small generated reacher datasets shared by the learning tests (generated once per session)."""
 import pytest
+import torch
 
 from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import save_hdf5
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The learners' networks are small: on a shared 2-core machine one torch thread is faster and
+    steadier than two (up to tenfold slower when oversubscribed), and keeps CPU results comparable."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

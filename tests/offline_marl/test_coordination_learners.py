@@ -15,27 +15,17 @@ seeds: if the choice at the first step were a fair coin per seed, it would fail 
 """
 import numpy as np
 import pytest
-import torch
 
 from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.datasets import load_dataset
 from offline_marl import train_rl_model_based
+from offline_marl.evaluate_ad_hoc_teamplay import cross_play
 from offline_marl.train_agents import main
 from offline_marl.world_model import WorldModelConfig, fit_world_model
 
 STEPS = 300
 SMALL = ["--hidden_sizes", "32", "32", "--batch_size", "128"]  # the game is tiny: a few seconds a run on one core
-
-
-@pytest.fixture
-def one_thread():
-    """32x32 networks run several times faster on one thread than on two contended ones; the same
-    thread count everywhere also keeps CPU results identical across machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def final_score(scenario: str, seed: int, tmp_path, train_args, alg_name: str = "itd3-bc") -> float:
@@ -49,7 +39,7 @@ def final_score(scenario: str, seed: int, tmp_path, train_args, alg_name: str = 
     return summary["final_normalized_score"]
 
 
-def test_independent_learners_agree_on_one_convention_but_not_on_the_mix(train_args, tmp_path, one_thread):
+def test_independent_learners_agree_on_one_convention_but_not_on_the_mix(train_args, tmp_path):
     agreeing = [final_score(f"coordination-expert-{seed % 2}-v0", seed, tmp_path, train_args) for seed in (0, 1)]
     assert agreeing == [100.0, 100.0]
     mixed = [final_score("coordination-expert-mix-v0", seed, tmp_path, train_args) for seed in range(8)]
@@ -57,7 +47,7 @@ def test_independent_learners_agree_on_one_convention_but_not_on_the_mix(train_a
     assert min(mixed) <= 80.0, f"every seed's team agreed on a convention: {mixed}"
 
 
-def test_moma_ppo_agrees_on_one_convention_on_every_seed(tmp_path, one_thread):
+def test_moma_ppo_agrees_on_one_convention_on_every_seed(tmp_path):
     """MOMA-PPO's agents co-adapt inside a world model of the mixed data, so every seed's team settles
     on one convention. Measured: seeds 0-3 score 100 at every evaluation from iteration 10 on (~7 s each)."""
     path = tmp_path / "coordination-expert-mix-v0.hdf5"
@@ -76,3 +66,6 @@ def test_moma_ppo_agrees_on_one_convention_on_every_seed(tmp_path, one_thread):
             "--n_envs", "200"])
         scores.append(summary["final_normalized_score"])
     assert scores == [100.0, 100.0, 100.0], scores
+    # the saved teams reload for ad-hoc team play: each keeps its score in self-play
+    result = cross_play([tmp_path / f"moma-seed{seed}" for seed in range(3)], episodes=1)
+    assert [result["matrix"][k][k] for k in range(3)] == [100.0, 100.0, 100.0], result["matrix"]

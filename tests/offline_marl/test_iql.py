@@ -13,16 +13,6 @@ N_AGENTS, OBS, ACT, GLOBAL_OBS, GLOBAL_ACT, BATCH, MEMORY = 2, 5, 3, 8, 5, 16, 3
 ALGORITHMS = {"iql": (IQLConfig, IQL), "ma-iql": (MAIQLConfig, MAIQL)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are small: one thread is about as fast as two, and it is not slowed tenfold by
-    thread oversubscription when other processes keep the cores busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def registered(monkeypatch):
     """Register both algorithms (and their reward scaling) for `train_agents.main`."""

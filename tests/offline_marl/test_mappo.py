@@ -23,15 +23,6 @@ CPU = torch.device("cpu")
 TIMING = ("updates_per_s", "time_s")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is faster, and spinning threads slow down a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def space_of(task_name: str) -> AgentSpace:
     views = agent_views(get_task(task_name))
     return AgentSpace.of_task(get_task(task_name), {key: torch.as_tensor(value) for key, value in views.items()})

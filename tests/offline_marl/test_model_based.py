@@ -23,14 +23,6 @@ MIX_TASK = "reacher-expert-mix-v0_2x1_0"  # same agents and simulator as TASK, t
 PPO = ["--init_log_std", "-1", "--lr", "1e-3", "--n_envs", "100", "--rollout_len", "10"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def mix_path(tmp_path_factory):
     """50,000 transitions of the two-convention reacher data."""

@@ -17,14 +17,6 @@ from offline_marl.world_model import WorldModelConfig, fit_world_model
 TASK = "reacher-expert-mix-v0_2x1first_0"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def dataset():
     return OfflineDataset.from_arrays(TASK, *generate("reacher-expert-mix-v0", 2000, seed=1, progress=False))

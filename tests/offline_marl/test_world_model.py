@@ -24,15 +24,6 @@ TINY = dict(ensemble_size=3, n_elites=2, hidden_sizes=(16,), max_epochs=2, devic
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small networks on a shared 2-core machine: one thread is faster and steadier (restored after)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def arrays():
     return generate("reacher-expert-mix-v0", 4000, seed=0, progress=False)

@@ -68,16 +68,17 @@ def test_unknown_algorithm_and_missing_checkpoint_say_what_to_do(two_runs, tmp_p
     shutil.copytree(two_runs / "seed0", run_dir)
     checkpoint_file = run_dir / "checkpoints" / "last.pt"
     checkpoint = torch.load(checkpoint_file, weights_only=False)
-    checkpoint["config"]["alg_name"] = "moma-ppo"
+    checkpoint["config"]["alg_name"] = "my-new-alg"
     torch.save(checkpoint, checkpoint_file)
-    with pytest.raises(ConfigError, match="register_policy_loader\\('moma-ppo'"):
+    with pytest.raises(ConfigError, match="register_policy_loader\\('my-new-alg'"):
         teamplay.main([str(run_dir), "--episodes", "1", "--out", str(tmp_path / "o")])
+
     def loader(saved, space, device):  # a registered loader of another entry point
         return teamplay.load_offline_learner({**saved, "config": {**saved["config"], "alg_name": "bc"}}, space, device)
 
-    teamplay.register_policy_loader("moma-ppo", loader)
+    teamplay.register_policy_loader("my-new-alg", loader)
     try:
         result = teamplay.main([str(run_dir), "--episodes", "1", "--out", str(tmp_path / "o")])
         assert len(result["matrix"]) == 1 and result["cross_play_mean"] is None
     finally:
-        teamplay.POLICY_LOADERS.pop("moma-ppo")
+        teamplay.POLICY_LOADERS.pop("my-new-alg")
