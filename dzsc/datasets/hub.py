@@ -1,4 +1,13 @@
-"""Hugging Face Hub: the original authors' reacher pickles (safe loading) and thin upload/download wrappers."""
+"""Hugging Face Hub: the original authors' reacher pickles (safe loading), thin upload/download wrappers,
+and sharing generated datasets:
+
+    python -m dzsc.datasets.hub push reacher-expert-mix-v0 USER/REPO    # the generated file -> a dataset repo
+    python -m dzsc.datasets.hub pull USER/REPO reacher-expert-mix-v0    # -> where the loaders look
+
+A generated dataset travels as its HDF5 file `{scenario}.hdf5` (metadata included) in a Hub dataset
+repo; `pull` checks it loads before putting it where `load_dataset` finds it (never over a file
+that is already there unless `--overwrite`).
+"""
 from __future__ import annotations
 
 import os
@@ -209,3 +218,71 @@ def push_file(
             "the repo, and check that it exists."
         ) from err
     return str(info.commit_url)
+
+
+def push_dataset(scenario: str, repo_id: str, data_dir: str | os.PathLike | None = None) -> str:
+    """Upload the generated file of `scenario` to the Hub dataset repo `repo_id` as `{scenario}.hdf5`."""
+    from dzsc.datasets.sources import generated_path
+
+    path = generated_path(scenario, data_dir)
+    if not path.is_file():
+        raise UploadError(f"no generated {scenario} at {path}. Fix: `python -m dzsc.datasets.generate --scenario "
+                          f"{scenario}` first (or set DZSC_DATA_DIR to where it is)")
+    return push_file(path, repo_id, path.name, repo_type="dataset")
+
+
+def pull_dataset(repo_id: str, scenario: str, data_dir: str | os.PathLike | None = None,
+                 overwrite: bool = False) -> Path:
+    """Fetch `{scenario}.hdf5` from the Hub dataset repo `repo_id` (through the Hugging Face cache),
+    check that it loads as the scenario's arrays, and copy it to where the loaders look."""
+    import shutil
+
+    from dzsc.datasets.hdf5 import load_hdf5
+    from dzsc.datasets.sources import generated_path
+    from dzsc.errors import OutputExistsError, UnknownTaskError, closest
+    from dzsc.tasks import get_task, task_names
+
+    names = [name for name in task_names(include_dev=False) if name.startswith(f"{scenario}_")]
+    if not names:
+        scenarios = sorted({name.split("_")[0] for name in task_names(include_dev=False)})
+        raise UnknownTaskError(f"unknown scenario {scenario!r}{closest(scenario, scenarios)}")
+    task = get_task(names[0])
+    target = generated_path(scenario, data_dir)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} already exists; pass --overwrite to replace it with {repo_id}'s copy")
+    source = pull_file(repo_id, f"{scenario}.hdf5", repo_type="dataset")
+    load_hdf5(source, task.obs_dim, task.action_dim)  # raises CorruptDatasetError naming the problem
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def main(argv=None) -> int:
+    import argparse
+    import sys
+
+    from dzsc.errors import DzscError
+
+    parser = argparse.ArgumentParser(prog="python -m dzsc.datasets.hub", description="share generated datasets")
+    commands = parser.add_subparsers(dest="command", required=True)
+    push = commands.add_parser("push", help="upload a generated dataset to a Hub dataset repo")
+    push.add_argument("scenario")
+    push.add_argument("repo_id")
+    pull = commands.add_parser("pull", help="download a dataset from a Hub dataset repo to where the loaders look")
+    pull.add_argument("repo_id")
+    pull.add_argument("scenario")
+    pull.add_argument("--overwrite", action="store_true", help="replace an existing local file")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "push":
+            print(f"uploaded {args.scenario}: {push_dataset(args.scenario, args.repo_id)}")
+        else:
+            print(f"{args.repo_id}:{args.scenario}.hdf5 -> {pull_dataset(args.repo_id, args.scenario, overwrite=args.overwrite)}")
+    except DzscError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,11 +6,13 @@ import pickle
 import socket
 import threading
 import warnings
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from dzsc.datasets import load_dataset
 from dzsc.datasets.d4rl import D4RL_URLS, d4rl_cache_dir, d4rl_cached_path, download, verify_cached
 from dzsc.datasets.hdf5 import load_hdf5, save_hdf5
 from dzsc.datasets.hub import REACHER_PICKLES, fetch_reacher_pickle, load_reacher_pickle, pull_file, push_file
@@ -246,8 +248,8 @@ def expected_reacher(content):
     }
 
 
-def put_in_hf_cache(cache, filename, payload: bytes):
-    repo = cache / "datasets--pbarde1--moma-ppo"
+def put_in_hf_cache(cache, filename, payload: bytes, repo_id: str = "pbarde1/moma-ppo"):
+    repo = cache / f"datasets--{repo_id.replace('/', '--')}"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(COMMIT)
     target = repo / "snapshots" / COMMIT / filename
@@ -565,3 +567,26 @@ def test_hub_wrappers_offline(tmp_path):
         push_file(local, "some/models", "model.pt")
     with pytest.raises(UploadError, match="no such file"):
         push_file(tmp_path / "absent.pt", "some/models", "model.pt")
+
+
+def test_generated_datasets_travel_through_a_hub_dataset_repo(tmp_path, monkeypatch):
+    from dzsc.datasets import hub
+    from dzsc.datasets.generate import main as generate_main
+
+    assert generate_main(["--scenario", "coordination-expert-mix-v0", "--size", "200", "--n_envs", "2"]) == 0
+    local = generated_path("coordination-expert-mix-v0")
+    uploads = []
+    monkeypatch.setattr(hub, "push_file", lambda path, repo, name, repo_type: uploads.append((path, repo, name,
+                                                                                           repo_type)) or "url")
+    assert hub.main(["push", "coordination-expert-mix-v0", "someone/games"]) == 0
+    assert uploads == [(local, "someone/games", "coordination-expert-mix-v0.hdf5", "dataset")]
+    assert hub.main(["push", "reacher-expert-C-v0", "someone/games"]) == 2  # not generated here
+    # pull: from the (offline) Hugging Face cache to where the loaders look, checked, never over a file
+    put_in_hf_cache(Path(os.environ["HF_HUB_CACHE"]), "coordination-expert-mix-v0.hdf5", local.read_bytes(),
+                    repo_id="someone/games")
+    assert hub.main(["pull", "someone/games", "coordination-expert-mix-v0"]) == 2  # the local file is there
+    moved = local.rename(tmp_path / "kept.hdf5")
+    assert hub.main(["pull", "someone/games", "coordination-expert-mix-v0"]) == 0
+    assert local.read_bytes() == moved.read_bytes()
+    assert len(load_dataset("coordination-expert-mix-v0_2x1_0")) == 200
+    assert hub.main(["pull", "someone/games", "reacher-expert-mixx-v0"]) == 2
