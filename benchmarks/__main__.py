@@ -1,13 +1,14 @@
-"""Run every benchmark: `python -m benchmarks [NAME ...]` (names: dataset_memory, generation, updates, world_model)."""
+"""Run every benchmark: `python -m benchmarks [NAME ...]` (names: dataset_memory, generation, updates, world_model, mappo)."""
 import sys
 
-from benchmarks import bench_dataset_memory, bench_generation, bench_updates, bench_world_model
+from benchmarks import bench_dataset_memory, bench_generation, bench_mappo, bench_updates, bench_world_model
 
 BENCHMARKS = {
     "dataset_memory": bench_dataset_memory.main,
     "generation": bench_generation.main,
     "updates": bench_updates.main,
     "world_model": bench_world_model.main,
+    "mappo": bench_mappo.main,
 }
 
 if __name__ == "__main__":
