@@ -87,13 +87,22 @@ def _value_text(value) -> str:
     return "-".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
+def seed_templated(value, seed):
+    """A per-seed value written back as its template: `.../seed2/world_model.pt` -> `.../seed{seed}/...`
+    (a sweep's `{seed}` flags, e.g. one world model per seed, are one configuration, not variants)."""
+    if isinstance(value, str) and seed is not None:
+        return value.replace(f"seed{seed}", "seed{seed}")
+    return value
+
+
 def group_runs(runs: list[dict]) -> dict:
     """{(alg, task, variant): [runs]}; variant = the fields in which this group's configuration differs
     from the other groups of the same (alg, task) ("" when there is one group)."""
     by_config = defaultdict(list)
     for run in runs:
         config = run["config"]
-        key = json.dumps({k: v for k, v in config.items() if k not in NOT_VARIANT}, sort_keys=True, default=str)
+        key = json.dumps({k: seed_templated(v, config.get("seed")) for k, v in config.items() if k not in NOT_VARIANT},
+                         sort_keys=True, default=str)
         by_config[config.get("alg_name", "?"), config.get("task_name", "?"), key].append(run)
     by_alg_task = defaultdict(list)
     for (alg, task, key) in by_config:
