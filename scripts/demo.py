@@ -39,8 +39,8 @@ SCENARIO = "reacher-expert-mix-v0"
 # A smaller ensemble than the paper's 7 x 4x200 and a capped epoch count: the reacher dynamics are
 # smooth, and this keeps the demo within its 15-minute budget on 2 CPU cores (see README, "Demo").
 WORLD_MODEL_FLAGS = {"hidden_sizes": (200, 200, 200), "max_epochs": 15}
-MOMA_PPO_FLAGS = ["--max_training_step", "400", "--eval_frequency", "50", "--log_frequency", "10",
-                  "--max_eval_episode", "50", "--next_obs_penalty", "0.1", "--init_log_std", "-1", "--lr", "1e-3"]
+MOMA_PPO_FLAGS = ["--max_training_step", "800", "--eval_frequency", "100", "--log_frequency", "20",
+                  "--max_eval_episode", "50"]
 
 
 def ensure_data(path: Path, size: int, seed: int) -> None:
