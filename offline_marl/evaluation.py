@@ -24,7 +24,8 @@ def evaluate(policy: Policy, task: Task, views: dict, n_episodes: int, seed: int
     """Run `n_episodes` deterministic episodes (reset seeds seed, seed+1, ...).
 
     `views` are the dataset's padded index matrices (numpy). Returns the mean return, the normalised
-    score, per-episode returns and, with `record_video`, the frames of episode 0.
+    score, per-episode returns, each episode's last global observation (`final_observations`, numpy
+    [n_episodes, obs_dim]) and, with `record_video`, the frames of episode 0.
     """
     envs = [MultiAgentEnv(task, render_mode="rgb_array" if record_video and k == 0 else None, width=256, height=256)
             for k in range(n_episodes)]
@@ -64,4 +65,4 @@ def evaluate(policy: Policy, task: Task, views: dict, n_episodes: int, seed: int
         env.close()
     scores = normalized_score(task.body, returns)
     return {"return": float(returns.mean()), "normalized_score": float(scores.mean()),
-            "episode_returns": returns.tolist(), "frames": frames}
+            "episode_returns": returns.tolist(), "final_observations": global_obs.copy(), "frames": frames}

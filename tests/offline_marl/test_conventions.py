@@ -36,7 +36,9 @@ def test_each_scripted_expert_ends_every_episode_in_its_own_convention(experts, 
     other = "D" if name == "C" else "C"
     assert summary["episodes"] == EPISODES
     assert (summary[f"fraction_{name}"], summary[f"fraction_{other}"], summary["fraction_between"]) == (1.0, 0.0, 0.0)
-    assert summary["majority"] == name and summary["agreement"] == 1.0 and summary["consistency"] == 1.0
+    assert summary["majority"] == name and summary["agreement"] == 1.0
+    assert summary["consistency"] == 1.0 and summary["on_pose"] == 1.0
+    assert result["episodes"]["shoulder"] == [name] * EPISODES
     assert summary["normalized_score"] > 100
     assert result["episodes"]["convention"] == [name] * EPISODES
     assert max(result["episodes"]["joint_error"]) < 0.02  # the experts end on their pose (measured <= 0.01 rad)
@@ -53,14 +55,16 @@ def test_composed_teams_show_what_agreement_and_consistency_each_catch(experts):
 
     mixed = conventions.analyse_policy(alternating, FULL, EPISODES)
     assert mixed["episodes"]["convention"] == ["C", "D"] * (EPISODES // 2)
-    assert {k: mixed["summary"][k] for k in ("fraction_C", "fraction_D", "agreement", "consistency")} == \
-        {"fraction_C": 0.5, "fraction_D": 0.5, "agreement": 0.5, "consistency": 1.0}
+    assert {k: mixed["summary"][k] for k in ("fraction_C", "fraction_D", "agreement", "consistency", "on_pose")} == \
+        {"fraction_C": 0.5, "fraction_D": 0.5, "agreement": 0.5, "consistency": 1.0, "on_pose": 1.0}
 
     def disagreeing(obs, history):  # the shoulder aims for C's pose, the elbow folds D's way
         return torch.stack([c(obs, history)[0], d(obs, history)[1]])
 
-    split = conventions.analyse_policy(disagreeing, FULL, EPISODES)["summary"]
-    assert (split["fraction_D"], split["agreement"], split["consistency"]) == (1.0, 1.0, 0.0)
+    split = conventions.analyse_policy(disagreeing, FULL, EPISODES)
+    assert split["episodes"]["shoulder"] == ["C"] * EPISODES and split["episodes"]["convention"] == ["D"] * EPISODES
+    split = split["summary"]
+    assert (split["fraction_D"], split["agreement"], split["consistency"], split["on_pose"]) == (1.0, 1.0, 0.0, 0.0)
     assert split["normalized_score"] < 50
 
     def frozen_elbow(obs, history):  # the elbow agent never moves: the arm stays straight
@@ -88,12 +92,14 @@ def test_classify_hand_made_observations():
     out = classifier.classify(batch)
     assert out["convention"] == ["C", "D", "D", "between", "C"]
     assert out["convention"][:3] == ["CD"[int(s < 0)] for s in elbow_convention(batch[:3])]  # the experts' definition
-    assert out["consistent"] == [True, True, False, False, False]
+    assert out["shoulder"] == ["C", "D", "C", "C", "C"]  # the last two: the shoulder clockwise of the target
+    assert out["consistent"] == [True, True, False, False, True]  # a folded C elbow, shoulder on C's side
+    assert out["on_pose"] == [True, True, False, False, False]  # ... but far from C's pose for this target
     np.testing.assert_allclose(out["joint_error"][:2], 0.0, atol=1e-9)
     assert out["elbow_angle"][4] == pytest.approx(2.9)
     summary = conventions.summarise(out)
     assert summary == {"episodes": 5, "fraction_C": 0.4, "fraction_D": 0.4, "fraction_between": 0.2, "majority": "C",
-                       "agreement": 0.4, "consistency": 0.4}
+                       "agreement": 0.4, "consistency": 0.6, "on_pose": 0.4}
     with pytest.raises(ConfigError, match="straight_tolerance"):
         conventions.ConventionClassifier(straight_tolerance=2.0)
 
