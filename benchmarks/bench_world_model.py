@@ -41,6 +41,17 @@ def _data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch
     return x, y, t
 
 
+def _member_samples_per_s(update, updates: int) -> float:
+    """Member-samples per second of `update()` (3 warm-up calls, then `updates` timed ones)."""
+    for _ in range(3):
+        update()
+    start = time.perf_counter()
+    for _ in range(updates):
+        loss = update()
+    loss.item()
+    return updates * MEMBERS * BATCH / (time.perf_counter() - start)
+
+
 def batched_samples_per_s(updates: int, hidden=HIDDEN) -> float:
     generator = torch.Generator().manual_seed(0)
     x, y, t = _data(generator)
@@ -55,13 +66,7 @@ def batched_samples_per_s(updates: int, hidden=HIDDEN) -> float:
         optimizer.step()
         return loss
 
-    for _ in range(3):
-        update()
-    start = time.perf_counter()
-    for _ in range(updates):
-        loss = update()
-    loss.item()
-    return updates * MEMBERS * BATCH / (time.perf_counter() - start)
+    return _member_samples_per_s(update, updates)
 
 
 class LoopMember(nn.Module):
@@ -103,13 +108,7 @@ def loop_samples_per_s(updates: int) -> float:
             optimizer.step()
         return loss
 
-    for _ in range(3):
-        update()
-    start = time.perf_counter()
-    for _ in range(updates):
-        loss = update()
-    loss.item()
-    return updates * MEMBERS * BATCH / (time.perf_counter() - start)
+    return _member_samples_per_s(update, updates)
 
 
 def rollout_seconds(n_start: int = 10_000, horizon: int = 10, repeats: int = 3) -> list[float]:

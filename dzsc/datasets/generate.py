@@ -68,7 +68,7 @@ def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
             observations[k] = next_obs
             if terminated or truncated:
                 finished.append(episode)
-                bar.update(min(len(episode["rewards"]), size - n_finished))
+                bar.update(max(0, min(len(episode["rewards"]), size - n_finished)))
                 n_finished += len(episode["rewards"])
                 running[k] = {key: [] for key in TRANSITION_KEYS}
                 observations[k] = env.reset(seed=int(reset_seeds.integers(2**31)))[1]["global_obs"]
