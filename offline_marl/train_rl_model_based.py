@@ -2,7 +2,7 @@
 "A Model-Based Solution to the Offline Multi-Agent Reinforcement Learning Coordination Problem").
 
     python offline_marl/train_rl_model_based.py --task_name reacher-expert-mix-v0_2x1first_0
-    python offline_marl/train_rl_model_based.py --task_name TASK --world_model runs/world_models/TASK/seed0/world_model.pt
+    python offline_marl/train_rl_model_based.py --task_name TASK --world_model runs/world_models/SCENARIO/seed0/world_model.pt
     python -m offline_marl.train_rl_model_based --help
 
 Each iteration (one runner step):

@@ -4,8 +4,9 @@
     python -m offline_marl.train_worldmodel --task_name ... --push_to_hub me/reacher-wm
     python -m offline_marl.train_worldmodel --help
 
-The file goes to --world_model_path (default runs/world_models/{task_name}/seed{seed}/world_model.pt)
-with its metrics beside it (world_model.json). An existing file trained on the same dataset (same
+The file goes to --world_model_path (default runs/world_models/{scenario}/seed{seed}/world_model.pt:
+one per dataset, shared by the tasks that split that data between agents differently) with its
+metrics beside it (world_model.json). An existing file trained on the same dataset (same
 fingerprint) with the same training settings is reused; --retrain trains again. The model is described
 in `offline_marl.world_model`; MOMA-PPO and the other model-based entry points get theirs through
 `load_or_train_world_model`.
@@ -42,7 +43,7 @@ def train_world_model(config: WorldModelConfig, device: str | torch.device | Non
     if dataset is None:
         dataset = load_dataset(task, path=config.dataset_path)
     path = (Path(config.world_model_path) if config.world_model_path
-            else default_world_model_path(task.name, config.seed))
+            else default_world_model_path(task, config.seed))
     fingerprint = dataset_fingerprint(dataset)
     model = None
     if path.is_file() and not config.retrain:

@@ -111,7 +111,7 @@ class WorldModelConfig(RunConfig):
     termination_loss_coef: float = flag(1.0, "weight of the termination head's binary cross-entropy")
     logvar_bound_coef: float = flag(0.01, "weight of sum(max_logvar) - sum(min_logvar), which keeps the soft "
                                           "log-variance bounds tight")
-    world_model_path: str | None = flag(None, "output file; default runs/world_models/{task_name}/seed{seed}/"
+    world_model_path: str | None = flag(None, "output file; default runs/world_models/{scenario}/seed{seed}/"
                                               "world_model.pt. An existing file trained on the same dataset with the "
                                               "same settings is reused instead of training again")
     retrain: bool = flag(False, "train even when --world_model_path holds a reusable model (it is overwritten)")
@@ -145,8 +145,12 @@ TRAINING_FIELDS = ("seed", "ensemble_size", "n_elites", "hidden_sizes", "activat
                    "min_improvement", "termination_loss_coef", "logvar_bound_coef")
 
 
-def default_world_model_path(task_name: str, seed: int) -> Path:
-    return Path("runs") / "world_models" / task_name / f"seed{seed}" / DEFAULT_FILENAME
+def default_world_model_path(task: Task, seed: int) -> Path:
+    """runs/world_models/{scenario}[_DEV]/seed{N}/world_model.pt: one model per dataset and seed. The model
+    is over the global observation, so tasks that split the same data between agents differently
+    (e.g. `..._2x1first_0` and `..._2x1notip_0`) share it."""
+    name = task.scenario + ("_DEV" if task.dev else "")
+    return Path("runs") / "world_models" / name / f"seed{seed}" / DEFAULT_FILENAME
 
 
 def dataset_fingerprint(dataset: OfflineDataset) -> str:
