@@ -302,6 +302,7 @@ def test_help_documents_every_flag(capsys):
 def test_default_path_is_one_model_per_dataset_and_seed():
     from offline_marl.world_model import default_world_model_path
 
-    first, notip = (default_world_model_path(get_task(f"reacher-expert-mix-v0_{conf}_0"), 1) for conf in ("2x1first", "2x1notip"))
+    first, notip = (default_world_model_path(get_task(f"reacher-expert-mix-v0_{conf}_0"), 1)
+                    for conf in ("2x1first", "2x1notip"))
     assert first == notip == Path("runs/world_models/reacher-expert-mix-v0/seed1/world_model.pt")
     assert default_world_model_path(get_task("reacher-expert-mix-v0_2x1first_0_DEV"), 1).parts[2] == "reacher-expert-mix-v0_DEV"
