@@ -53,7 +53,6 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = REPO / "configs" / "sweeps" / "reproduce.yaml"
@@ -108,14 +107,7 @@ def needs_world_model(alg: str) -> bool:
 
 def load_plan(path: str | Path) -> dict:
     file = Path(path)
-    if not file.is_file():
-        raise ReproduceError(f"plan file {path}: no such file (see configs/sweeps/reproduce*.yaml)")
-    plan = yaml.safe_load(file.read_text()) or {}
-    if not isinstance(plan, dict):
-        raise ReproduceError(f"plan file {path}: expected a mapping with keys {sorted(PLAN_KEYS)}")
-    unknown = sorted(set(plan) - PLAN_KEYS)
-    if unknown:
-        raise ReproduceError(f"plan file {path}: unknown keys {unknown}; valid keys: {', '.join(sorted(PLAN_KEYS))}")
+    plan = sweep.read_mapping(file, PLAN_KEYS, "plan", "configs/sweeps/reproduce*.yaml", ReproduceError)
     for key in ("seeds", "algorithms", "tasks"):
         if not plan.get(key) or not isinstance(plan[key], list):
             raise ReproduceError(f"plan file {path}: `{key}` must be a non-empty list")

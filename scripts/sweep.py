@@ -124,16 +124,23 @@ class JobSpec:
 # The sweep file -> jobs
 
 
-def load_sweep(path: str | Path) -> dict:
+def read_mapping(path: str | Path, valid_keys: set, kind: str, examples: str, error: type = SweepError) -> dict:
+    """A YAML file holding a mapping with only `valid_keys`; anything else raises `error` naming the fix."""
     file = Path(path)
     if not file.is_file():
-        raise SweepError(f"sweep file {path}: no such file (examples: configs/sweeps/*.yaml)")
-    sweep = yaml.safe_load(file.read_text()) or {}
-    if not isinstance(sweep, dict):
-        raise SweepError(f"sweep file {path}: expected a mapping with keys {sorted(SWEEP_KEYS)}")
-    unknown = sorted(set(sweep) - SWEEP_KEYS)
+        raise error(f"{kind} file {path}: no such file (examples: {examples})")
+    values = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(values, dict):
+        raise error(f"{kind} file {path}: expected a mapping with keys {sorted(valid_keys)}")
+    unknown = sorted(set(values) - valid_keys)
     if unknown:
-        raise SweepError(f"sweep file {path}: unknown keys {unknown}; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
+        raise error(f"{kind} file {path}: unknown keys {unknown}; valid keys: {', '.join(sorted(valid_keys))}")
+    return values
+
+
+def load_sweep(path: str | Path) -> dict:
+    file = Path(path)
+    sweep = read_mapping(file, SWEEP_KEYS, "sweep", "configs/sweeps/*.yaml")
     for section, keys in (("slurm", SLURM_KEYS), ("local", LOCAL_KEYS)):
         bad = sorted(set(sweep.get(section) or {}) - keys)
         if bad:
