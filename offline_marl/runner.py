@@ -218,7 +218,8 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
     `update(batch) -> dict[str, Tensor]` (scalar losses of one step on a dataset batch), or
     `train_step(data, generator) -> dict[str, Tensor]` when it makes its own data (MA-PPO online,
     MOMA-PPO in a world model): one training step = one call; `data` is the task's DeviceDataset,
-    or None with `needs_dataset=False` (online learning in the simulator).
+    or None with `needs_dataset=False` (online learning in the simulator). An optional
+    `before_checkpoint()` runs just before each checkpoint is written (for side files that must match it).
     """
     device = resolve_device(config.device)
     run_dir = prepare_run_dir(config)
@@ -255,6 +256,8 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
         return algorithm.act(agent_obs, history)
 
     def save_checkpoint() -> None:
+        if hasattr(algorithm, "before_checkpoint"):  # e.g. online MA-PPO writes the replay episodes of this stretch
+            algorithm.before_checkpoint()
         payload = {"algorithm": algorithm.state_dict(),
                    "optimizers": {name: opt.state_dict() for name, opt in algorithm.optimizers.items()},
                    "rng": _rng_state(generator), "state": state, "config": config.to_dict()}

@@ -29,6 +29,15 @@ scenario of the task's body, `{body}-{dataset}-{version}`; by default `{body}-ex
 locomotion bodies and, for reacher, `reacher-expert-C-v0` or `reacher-expert-D-v0` after the elbow
 convention the policy converged to in the recorded episodes. The collection flags are not
 part of the run's configuration: rerunning a finished run with other collection flags only collects.
+
+With `--save_replay SCENARIO` (e.g. `ant-full-replay-gen`), every transition the simulators produced
+during training (the exploring, improving policy: D4RL's "full-replay" datasets are of this kind) is
+kept and saved as that scenario, episodes contiguous in the order they ended; the episodes still
+running when training stops end the file, their last transition marked as a timeout. It must be
+given from the first iteration on (a resumed run refuses it otherwise). Finished episodes are written
+to RUN_DIR/replay/ just before each checkpoint and the checkpoint records how many chunks it covers,
+so a run resumed after a crash drops the chunks written after its checkpoint and replays the rest:
+the saved data is identical to an uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -45,6 +54,7 @@ from dzsc.datasets.experts import elbow_convention
 from dzsc.datasets.generate import collect
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.datasets.sources import generated_path
+from dzsc.datasets.transitions import TRANSITION_KEYS, concatenate_episodes
 from dzsc.envs import MultiAgentEnv
 from dzsc.errors import OutputExistsError, UnknownTaskError, closest
 from dzsc.partitions import BODIES
@@ -53,16 +63,84 @@ from offline_marl.algos.mappo import MAPPO, MAPPOConfig
 from offline_marl.config import flag, parse_config, run_cli
 from offline_marl.data import AgentSpace, merge_agents, split_agents
 from offline_marl.errors import ConfigError, UnknownAlgorithmError
-from offline_marl.runner import EVAL_SEED_BASE, default_run_dir, train
+from offline_marl.runner import EVAL_SEED_BASE, default_run_dir, train, write_atomically
 
 ALGORITHMS = {"mappo": MAPPOConfig}
+
+
+class ReplayRecorder:
+    """Every transition of online training, as episodes (dicts of per-step lists, `TRANSITION_KEYS`).
+
+    Episodes finished since the last checkpoint are written as RUN_DIR/replay/chunk{i:06d}.npz by
+    `write_chunk` (just before the checkpoint, which records `chunks`); `restore(chunks)` deletes the
+    chunks a checkpoint does not cover (written after it, before a crash).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.chunks = 0
+        self.finished: list[dict] = []
+
+    @staticmethod
+    def new_episode() -> dict:
+        return {key: [] for key in TRANSITION_KEYS}
+
+    @staticmethod
+    def add(episode: dict, obs, action, reward, terminated, truncated, next_obs) -> None:
+        for key, value in zip(TRANSITION_KEYS, (obs, action, reward, terminated, truncated, next_obs)):
+            episode[key].append(np.array(value, copy=True))
+
+    def chunk_path(self, index: int) -> Path:
+        return self.folder / f"chunk{index:06d}.npz"
+
+    def write_chunk(self) -> None:
+        if not self.finished:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arrays = concatenate_episodes(self.finished)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+
+        write_atomically(self.chunk_path(self.chunks), write)
+        self.chunks += 1
+        self.finished = []
+
+    def restore(self, chunks: int) -> None:
+        """Keep the first `chunks` chunks (those the checkpoint covers), delete later ones."""
+        for path in sorted(self.folder.glob("chunk*.npz")):
+            if int(path.stem.removeprefix("chunk")) >= chunks:
+                path.unlink()
+        missing = [str(self.chunk_path(i)) for i in range(chunks) if not self.chunk_path(i).exists()]
+        if missing:
+            raise ConfigError(f"the checkpoint covers {chunks} replay chunks but {', '.join(missing[:3])} "
+                              "is missing; the replay data of this run is incomplete: start a new run")
+        self.chunks, self.finished = chunks, []
+
+    def arrays(self, running: list[dict]) -> dict[str, np.ndarray]:
+        """All transitions: the written chunks, then the unwritten finished episodes, then the running
+        episodes, each cut with a timeout on its last step."""
+        parts = []
+        for index in range(self.chunks):
+            with np.load(self.chunk_path(index)) as chunk:
+                parts.append({key: chunk[key] for key in TRANSITION_KEYS})
+        cut = [episode for episode in running if episode["rewards"]]
+        if self.finished or cut:
+            tail = concatenate_episodes(self.finished + cut)
+            ends = np.cumsum([len(episode["rewards"]) for episode in cut]) - 1 + sum(
+                len(episode["rewards"]) for episode in self.finished)
+            tail["timeouts"][ends] = True
+            parts.append(tail)
+        return {key: np.concatenate([part[key] for part in parts]) for key in TRANSITION_KEYS}
 
 
 class OnlineMAPPO(MAPPO):
     """MA-PPO that makes its own rollouts in `n_envs` lockstep simulators of the task (`train_step`)."""
 
-    def __init__(self, config: MAPPOConfig, space: AgentSpace, device: torch.device):
+    def __init__(self, config: MAPPOConfig, space: AgentSpace, device: torch.device, replay_dir: Path | None = None):
         super().__init__(config, space, device)
+        self.replay = ReplayRecorder(replay_dir) if replay_dir is not None else None
         self.task = get_task(config.task_name)
         self.views = {key: torch.as_tensor(value, device=device) for key, value in agent_views(self.task).items()}
         self.envs: list[MultiAgentEnv] | None = None
@@ -74,17 +152,29 @@ class OnlineMAPPO(MAPPO):
     # ----- checkpointed simulator state ---------------------------------------------------------------
 
     def get_extra_state(self) -> dict:
-        """Each simulator's episode as (reset seed, actions since [steps, action_dim] float64), plus the last
-        logged return; tensors and numbers only, so `torch.load(weights_only=True)` reads it."""
+        """Each simulator's episode as (reset seed, actions since [steps, action_dim] float64), the last
+        logged return and the replay chunks written (None when not recording); tensors and numbers only,
+        so `torch.load(weights_only=True)` reads it."""
         episodes = self.pending if self.envs is None else [
             {"seed": ep["seed"], "actions": torch.as_tensor(np.asarray(ep["actions"], dtype=np.float64)
                                                             .reshape(-1, self.task.action_dim))}
             for ep in self.episodes]
-        return {"episodes": episodes, "last_return": self.last_return}
+        return {"episodes": episodes, "last_return": self.last_return,
+                "replay_chunks": None if self.replay is None else self.replay.chunks}
 
     def set_extra_state(self, state: dict) -> None:
         self.pending, self.last_return = state["episodes"], state["last_return"]
         self.envs = None
+        if self.replay is not None:
+            if state.get("replay_chunks") is None:
+                raise ConfigError("this run was trained without --save_replay, so the transitions of its first "
+                                  "iterations are lost; start a new run (another --run_dir) with --save_replay")
+            self.replay.restore(int(state["replay_chunks"]))
+
+    def before_checkpoint(self) -> None:
+        """Write the replay episodes finished since the last checkpoint (the checkpoint then counts them)."""
+        if self.replay is not None:
+            self.replay.write_chunk()
 
     def _draw_seeds(self, count: int, generator: torch.Generator) -> list[int]:
         return torch.randint(2**31 - 1, (count,), generator=generator, device=generator.device).tolist()
@@ -93,6 +183,8 @@ class OnlineMAPPO(MAPPO):
         """Create the simulators: replay the checkpointed episodes, or reset with seeds from the generator."""
         E = self.config.n_envs
         self.envs = [MultiAgentEnv(self.task) for _ in range(E)]
+        if self.pending is None and self.replay is not None:
+            self.replay.restore(0)  # a fresh run: chunks of an earlier run in this folder are stale
         saved = self.pending if self.pending is not None else [{"seed": s, "actions": []}
                                                               for s in self._draw_seeds(E, generator)]
         if len(saved) != E:
@@ -102,11 +194,15 @@ class OnlineMAPPO(MAPPO):
         for env, episode in zip(self.envs, saved):
             obs = env.reset(seed=int(episode["seed"]))[1]["global_obs"]
             actions = list(torch.as_tensor(episode["actions"]).cpu().numpy()) if len(episode["actions"]) else []
-            total = 0.0
+            total, transitions = 0.0, ReplayRecorder.new_episode()
             for action in actions:
-                obs, reward, _, _, _ = env.step_global(action)
+                next_obs, reward, terminated, truncated, _ = env.step_global(action)
+                if self.replay is not None:
+                    ReplayRecorder.add(transitions, obs, action, reward, terminated, truncated, next_obs)
+                obs = next_obs
                 total += reward
-            self.episodes.append({"seed": int(episode["seed"]), "actions": actions, "return": total})
+            self.episodes.append({"seed": int(episode["seed"]), "actions": actions, "return": total,
+                                  "transitions": transitions})
             observations.append(obs)
         self.global_obs = np.stack(observations)
         self.pending = None
@@ -142,6 +238,9 @@ class OnlineMAPPO(MAPPO):
                 next_obs, rewards[t, k], terminated[t, k], truncated, _ = env.step_global(env_actions[k])
                 next_observations[t, k] = next_obs
                 episode = self.episodes[k]
+                if self.replay is not None:
+                    ReplayRecorder.add(episode["transitions"], self.global_obs[k], env_actions[k], rewards[t, k],
+                                       terminated[t, k], truncated, next_obs)
                 episode["actions"].append(env_actions[k])
                 episode["return"] += float(rewards[t, k])
                 self.global_obs[k] = next_obs
@@ -149,7 +248,10 @@ class OnlineMAPPO(MAPPO):
             done = np.flatnonzero(ends[t])
             for k, seed in zip(done, self._draw_seeds(len(done), generator) if len(done) else []):
                 finished.append(self.episodes[k]["return"])
-                self.episodes[k] = {"seed": seed, "actions": [], "return": 0.0}
+                if self.replay is not None:
+                    self.replay.finished.append(self.episodes[k]["transitions"])
+                self.episodes[k] = {"seed": seed, "actions": [], "return": 0.0,
+                                    "transitions": ReplayRecorder.new_episode()}
                 self.global_obs[k] = self.envs[k].reset(seed=seed)[1]["global_obs"]
         ends[-1] = True  # the rollout cuts every running episode: bootstrap there, stop the GAE recursion
         global_obs = torch.as_tensor(observations, device=device)
@@ -163,6 +265,12 @@ class OnlineMAPPO(MAPPO):
             "valid": torch.ones((T, E), dtype=torch.bool, device=device),
         }
         return rollout, finished
+
+    def replay_arrays(self) -> dict[str, np.ndarray]:
+        """Every transition recorded so far (`ReplayRecorder.arrays`), the running episodes rebuilt if needed."""
+        if self.envs is None:
+            self._start(generator=None)  # replays the checkpointed episodes: no draw
+        return self.replay.arrays([episode["transitions"] for episode in self.episodes])
 
     def train_step(self, data, generator: torch.Generator) -> dict:
         """One PPO iteration: a rollout in the simulators, then `update` on it."""
@@ -189,6 +297,8 @@ class OnlineMAPPOConfig(MAPPOConfig):
     collect_scenario: str | None = flag(None, "scenario name of the recorded dataset, {body}-{dataset}-{version}; "
                                               "default {body}-expert-gen, or reacher-expert-{C|D}-v0 after the "
                                               "elbow convention learned")
+    save_replay: str | None = flag(None, "save every transition of training as this scenario, e.g. "
+                                         "ant-full-replay-gen (must be given from the first iteration on)")
     overwrite: bool = flag(False, "replace an existing dataset file of that scenario")
 
     def validate(self) -> None:
@@ -207,21 +317,21 @@ def config_class_for(alg_name: str) -> type:
     return OnlineMAPPOConfig
 
 
-def check_scenario(scenario: str, body: str, overwrite: bool) -> Path:
+def check_scenario(scenario: str, body: str, overwrite: bool, flag_name: str = "--collect_scenario") -> Path:
     """The dataset path of a scenario of `body`; refuse other bodies, bad names and (without overwrite) existing files."""
     spec = BODIES[body]
     own = BODIES.get(scenario.partition("-")[0], spec)  # complete the name with a split of its own body
     try:
         pieces = parse_task_name(f"{scenario}_{next(iter(own.agent_confs))}_{next(iter(own.obsk))}")
     except UnknownTaskError as error:
-        raise ConfigError(f"--collect_scenario {scenario!r} is not a scenario name: {error}") from error
+        raise ConfigError(f"{flag_name} {scenario!r} is not a scenario name: {error}") from error
     if pieces["body"] != body:
-        raise ConfigError(f"--collect_scenario {scenario!r} is a {pieces['body']} scenario but the policy drives "
+        raise ConfigError(f"{flag_name} {scenario!r} is a {pieces['body']} scenario but the policy drives "
                           f"{body}; choose {body}-{{dataset}}-{{version}}, e.g. {body}-{spec.datasets[0]}-{spec.versions[-1]}")
     path = generated_path(scenario)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it, or choose another "
-                                "--collect_scenario")
+                                f"{flag_name}")
     return path
 
 
@@ -272,8 +382,27 @@ def collect_dataset(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: 
     return {"scenario": scenario, "path": str(path), **convention}
 
 
+def save_replay(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: Path, summary: dict) -> dict:
+    """Save every transition of training as `config.save_replay` (see the module doc)."""
+    path = check_scenario(config.save_replay, algorithm.task.body, config.overwrite, "--save_replay")
+    arrays = algorithm.replay_arrays()
+    ends = arrays["terminals"] | arrays["timeouts"]
+    metadata = {"scenario": config.save_replay, "task_name": algorithm.task.name, "seed": config.seed,
+                "size": int(len(arrays["rewards"])), "episodes": int(ends.sum()),
+                "generator": f"every transition of MA-PPO's online training on {algorithm.task.name}, seed "
+                f"{config.seed}: {summary['steps']} iterations x {config.n_envs} simulators x {config.rollout_len} "
+                f"steps; run folder {run_dir}",
+                "final_normalized_score": summary["final_normalized_score"],
+                "mujoco_version": version("mujoco"), "gymnasium_version": version("gymnasium")}
+    save_hdf5(path, arrays, metadata, overwrite=config.overwrite)
+    print(f"wrote the {len(arrays['rewards'])} transitions ({int(ends.sum())} episodes) of training as "
+          f"{config.save_replay} to {path}")
+    return {"scenario": config.save_replay, "path": str(path), "size": int(len(arrays["rewards"]))}
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """Train (or resume, or find finished) the run, report reacher's elbow convention, collect if asked."""
+    """Train (or resume, or find finished) the run, report reacher's elbow convention, save the replay
+    and collect if asked."""
     config = parse_config(config_class_for, argv, __doc__.split("\n\n")[0], default_alg="mappo")
     run_config = MAPPOConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(MAPPOConfig)})
     run_config.run_dir = str(run_config.run_dir or default_run_dir(run_config))
@@ -281,10 +410,16 @@ def main(argv: list[str] | None = None) -> dict:
     if config.collect_size and (config.collect_scenario is not None or task.body != "reacher"):
         check_scenario(config.collect_scenario or default_scenario(task.body, None), task.body,
                        config.overwrite)  # fail before training, not after
+    if config.save_replay is not None:
+        check_scenario(config.save_replay, task.body, config.overwrite, "--save_replay")
+        if config.save_replay == (config.collect_scenario or default_scenario(task.body, None)) and config.collect_size:
+            raise ConfigError(f"--save_replay and the collected dataset would both be {config.save_replay}; "
+                              "choose another --save_replay or --collect_scenario")
     built = []
+    replay_dir = Path(run_config.run_dir) / "replay" if config.save_replay is not None else None
 
     def build(run_config, space, device):
-        built.append(OnlineMAPPO(run_config, space, device))
+        built.append(OnlineMAPPO(run_config, space, device, replay_dir))
         return built[-1]
 
     summary = train(run_config, build, needs_dataset=False)
@@ -293,6 +428,8 @@ def main(argv: list[str] | None = None) -> dict:
         episodes = collect("reacher", global_policy(algorithm), CONVENTION_EPISODES * task.max_episode_steps,
                            EVAL_SEED_BASE + 1000 * config.seed, min(config.n_envs, CONVENTION_EPISODES), progress=False)
         summary = {**summary, **elbow_conventions(episodes)}
+    if config.save_replay is not None:
+        summary = {**summary, "replay": save_replay(algorithm, config, Path(run_config.run_dir), summary)}
     if config.collect_size:
         summary = {**summary, "collected": collect_dataset(algorithm, config, Path(run_config.run_dir), summary)}
     return summary

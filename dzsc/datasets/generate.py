@@ -30,7 +30,7 @@ from tqdm import tqdm
 from dzsc.datasets.experts import EXPERT_ELBOW_SIGN, ScriptedReacherExpert
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.datasets.sources import GENERATABLE, generated_path
-from dzsc.datasets.transitions import TRANSITION_KEYS
+from dzsc.datasets.transitions import TRANSITION_KEYS, concatenate_episodes
 from dzsc.envs import MultiAgentEnv
 from dzsc.errors import UnknownTaskError, closest
 from dzsc.games import HORIZON as COORDINATION_HORIZON
@@ -73,9 +73,9 @@ def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
                 running[k] = {key: [] for key in TRANSITION_KEYS}
                 observations[k] = env.reset(seed=int(reset_seeds.integers(2**31)))[1]["global_obs"]
     bar.close()
-    arrays = {key: np.concatenate([np.asarray(ep[key]) for ep in finished])[:size] for key in TRANSITION_KEYS}
+    arrays = {key: value[:size] for key, value in concatenate_episodes(finished).items()}
     arrays["timeouts"][-1] |= not arrays["terminals"][-1]
-    return {key: value.astype(bool if key in ("terminals", "timeouts") else np.float32) for key, value in arrays.items()}
+    return arrays
 
 
 def uniform_policy(body: str, seed: int) -> Policy:

@@ -23,6 +23,13 @@ _FIX = (
 )
 
 
+def concatenate_episodes(episodes: list[dict]) -> dict[str, np.ndarray]:
+    """Episodes as dicts of per-step lists (the 6 transition keys) -> one set of contiguous arrays
+    (float32, and bool terminals / timeouts), in the episodes' order."""
+    return {key: np.concatenate([np.asarray(episode[key]) for episode in episodes]).astype(
+        bool if key in BOOL_KEYS else np.float32) for key in TRANSITION_KEYS}
+
+
 def kept_observation_width(width: int, obs_dim: int | None) -> int:
     """How many leading observation columns to keep: obs_dim for a known (width, obs_dim) pair, else width."""
     return obs_dim if obs_dim is not None and (width, obs_dim) in EXTRA_OBSERVATION_COLUMNS else width

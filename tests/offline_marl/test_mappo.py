@@ -212,3 +212,60 @@ def test_train_rl_writes_the_run_folder_resumes_exactly_and_collects(tmp_path):
         main(args(run, 4, "--collect_size", "120", "--collect_scenario", collected["scenario"]))
     main(args(run, 4, "--collect_size", "60", "--collect_scenario", collected["scenario"], "--overwrite"))
     assert len(load_dataset(f"{collected['scenario']}_2x1_0")) == 60
+
+
+def replay_args(run_dir, steps, *extra):
+    # hopper under a fresh policy: episodes end by falling (terminals) mid-rollout and run across iterations
+    return ["--task_name", "hopper-random-gen_3x1_0", "--run_dir", str(run_dir), "--device", "cpu",
+            "--max_training_step", str(steps), "--eval_frequency", "100", "--log_frequency", "1",
+            "--checkpoint_frequency", "1", "--max_eval_episode", "1", "--n_envs", "2", "--rollout_len", "30",
+            "--hidden_sizes", "16", *extra]
+
+
+def load_replay(tmp_path) -> tuple[dict, dict]:
+    from dzsc.datasets.hdf5 import load_hdf5
+    return load_hdf5(tmp_path / "dzsc" / "hopper-full-replay-gen.hdf5", 11, 3)
+
+
+def test_save_replay_keeps_every_transition_as_contiguous_episodes(tmp_path):
+    summary = main(replay_args(tmp_path / "run", 4, "--save_replay", "hopper-full-replay-gen"))
+    arrays, metadata = load_replay(tmp_path)
+    assert summary["replay"]["size"] == len(arrays["rewards"]) == 4 * 2 * 30  # iterations x simulators x steps
+    ends = arrays["terminals"] | arrays["timeouts"]
+    assert ends[-1] and arrays["terminals"].any(), "the file ends on an episode boundary; hopper falls"
+    assert metadata["episodes"] == ends.sum() and metadata["scenario"] == "hopper-full-replay-gen"
+    inside = ~ends[:-1]  # consecutive transitions of one episode chain exactly
+    np.testing.assert_array_equal(arrays["observations"][1:][inside], arrays["next_observations"][:-1][inside])
+    # every episode starts at a reset: hopper's initial state is within 5e-3 of the standing pose
+    starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])
+    assert np.abs(arrays["observations"][starts, 1:5]).max() < 5e-3 + 1e-6
+    # the episodes still running at the end are cut with a timeout: one per simulator at most
+    assert 1 <= arrays["timeouts"].sum() <= 2
+    assert load_dataset("hopper-full-replay-gen_3x1_0").info["source"] == "generated"
+
+
+def test_save_replay_is_identical_after_a_crash_and_resume(tmp_path):
+    main(replay_args(tmp_path / "straight", 4, "--save_replay", "hopper-full-replay-gen"))
+    straight, _ = load_replay(tmp_path)
+
+    resumed = tmp_path / "resumed"
+    main(replay_args(resumed, 2))  # a run without recording cannot start recording later
+    with pytest.raises(ConfigError, match="without --save_replay"):
+        main(replay_args(resumed, 4, "--save_replay", "hopper-full-replay-gen", "--overwrite"))
+
+    main(replay_args(resumed / "again", 2, "--save_replay", "hopper-full-replay-gen", "--overwrite"))
+    chunks = sorted((resumed / "again" / "replay").glob("chunk*.npz"))
+    # a crash after a chunk was written but before its checkpoint: the resumed run must drop it
+    stale = chunks[-1].with_name(f"chunk{len(chunks):06d}.npz")
+    stale.write_bytes(chunks[-1].read_bytes())
+    main(replay_args(resumed / "again", 4, "--save_replay", "hopper-full-replay-gen", "--overwrite"))
+    again, _ = load_replay(tmp_path)
+    for key in straight:
+        np.testing.assert_array_equal(again[key], straight[key], err_msg=key)
+
+
+def test_save_replay_refuses_a_clash_and_other_bodies(tmp_path):
+    with pytest.raises(ConfigError, match="is a reacher scenario"):
+        main(replay_args(tmp_path / "run", 1, "--save_replay", "reacher-expert-C-v0"))
+    with pytest.raises(ConfigError, match="both be hopper-expert-gen"):
+        main(replay_args(tmp_path / "run", 1, "--save_replay", "hopper-expert-gen", "--collect_size", "10"))
