@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from dzsc.datasets.experts import EXPERT_ELBOW_SIGN, ScriptedReacherExpert
 from dzsc.datasets.hdf5 import save_hdf5
-from dzsc.datasets.sources import GENERATABLE, generated_path
+from dzsc.datasets.sources import GENERATABLE, LEARNED, generated_path
 from dzsc.datasets.transitions import TRANSITION_KEYS, concatenate_episodes
 from dzsc.envs import MultiAgentEnv
 from dzsc.errors import UnknownTaskError, closest
@@ -148,10 +148,13 @@ def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bo
         body = scenario.split("-")[0]
         arrays = collect(body, uniform_policy(body, seed), size, seed, n_envs, progress)
         generator = "uniform random actions"
+    elif scenario in LEARNED:
+        raise UnknownTaskError(f"{scenario} is the data of an online expert, not generated here; make it with: "
+                               f"{LEARNED[scenario]}")
     else:
         raise UnknownTaskError(
             f"cannot generate scenario {scenario!r}{closest(scenario, GENERATABLE)}; generatable: {', '.join(GENERATABLE)}. "
-            "Learned-expert data (e.g. ant-expert-gen) comes from `collect` with a trained policy."
+            f"Learned data ({', '.join(LEARNED)}) comes from an online expert (offline_marl/train_rl.py)."
         )
     metadata = {
         "scenario": scenario, "generator": generator, "seed": seed, "size": size, "n_envs": n_envs,

@@ -16,6 +16,14 @@ GENERATABLE = ("reacher-expert-C-v0", "reacher-expert-D-v0", "reacher-expert-mix
     f"{body}-random-gen" for body in D4RL_BODIES
 ) + ("coordination-expert-0-v0", "coordination-expert-1-v0", "coordination-expert-mix-v0", "coordination-random-v0")
 GENERATE_SIZE = 1_000_000
+# Learned data: the command of offline_marl/train_rl.py that writes it (an online MA-PPO expert on the
+# fully observed body keeps every transition of its training, then records its final policy); the ant's
+# settings, measured, are in configs/ant_expert.yaml.
+_ONLINE_EXPERT = {body: f"python -m offline_marl.train_rl --task_name {body}-expert-gen_{split}_full "
+                         f"--save_replay {body}-full-replay-gen --collect_size {GENERATE_SIZE}"
+                  for body, split in (("halfcheetah", "1x6"), ("hopper", "1x3"), ("walker2d", "1x6"))}
+_ONLINE_EXPERT["ant"] = "python -m offline_marl.train_rl --config configs/ant_expert.yaml"
+LEARNED = {f"{body}-{kind}-gen": command for body, command in _ONLINE_EXPERT.items() for kind in ("full-replay", "expert")}
 MINARI_PREFIX = "minari:"
 
 
@@ -58,6 +66,8 @@ def _how_to_get(scenario: str, own: Path) -> list[str]:
             f"generate it: python -m dzsc.datasets.generate --scenario {scenario} --size {GENERATE_SIZE} "
             f"(writes {own})"
         )
+    elif scenario in LEARNED:
+        ways.append(f"train an online expert that records it: {LEARNED[scenario]} (README, 'Ant replay data')")
     else:
         ways.append(
             f"generation exists only for {', '.join(GENERATABLE)} "

@@ -10,7 +10,7 @@ from dzsc.datasets.experts import EXPERT_ELBOW_SIGN, elbow_convention
 from dzsc.datasets.generate import collect, generate, main, uniform_policy
 from dzsc.datasets.hdf5 import load_hdf5
 from dzsc.datasets.sources import generated_path
-from dzsc.errors import UnknownTaskError
+from dzsc.errors import DatasetNotFoundError, UnknownTaskError
 
 
 def test_generation_is_deterministic_and_a_smaller_size_is_a_prefix():
@@ -67,3 +67,10 @@ def test_unknown_scenario_is_refused_with_the_choices():
     result = subprocess.run([sys.executable, "-m", "dzsc.datasets.generate", "--scenario", "ant-expert-v2", "--size", "10"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "generatable:" in result.stderr
+
+
+def test_learned_data_is_refused_with_the_command_that_makes_it():
+    with pytest.raises(UnknownTaskError, match="configs/ant_expert.yaml"):
+        generate("ant-full-replay-gen", 10, 0)
+    with pytest.raises(DatasetNotFoundError, match="--save_replay hopper-full-replay-gen"):
+        load_dataset("hopper-full-replay-gen_3x1_0")
