@@ -14,7 +14,8 @@ rerunning the same command resumes an interrupted reproduction:
                plan's `data:` size, seed 0) when generatable, else looked up in the loader's sources
                (the project's data folder, the D4RL cache, the Hugging Face cache; no download). A
                task whose data is nowhere is skipped with a message saying how to get it (the ant
-               replay data `ant-full-replay-gen` comes from an online ant expert, issue 6 item 1).
+               replay data `ant-full-replay-gen` comes from an online ant expert:
+               python -m offline_marl.train_rl --config configs/ant_expert.yaml).
   2. world     one ensemble (offline_marl/train_worldmodel.py) per scenario and seed, for MOMA-PPO
      models    and the mb-* learners, in OUT/world_models/{scenario}/seed{N}/ (both reacher tasks
                share one scenario, hence one model per seed)
@@ -131,7 +132,7 @@ def resolve_data(tasks: list, plan: dict, data_dir: Path, use_existing: bool, dr
     """({scenario: dataset file}, {task name: why it is skipped}); generates what is missing and generatable."""
     from dzsc.datasets.generate import generate
     from dzsc.datasets.hdf5 import load_hdf5, save_hdf5
-    from dzsc.datasets.sources import GENERATABLE, generated_path, load_transitions
+    from dzsc.datasets.sources import GENERATABLE, LEARNED, generated_path, load_transitions
     from dzsc.errors import DatasetNotFoundError
 
     paths, missing = {}, {}
@@ -174,9 +175,8 @@ def resolve_data(tasks: list, plan: dict, data_dir: Path, use_existing: bool, dr
     skipped = {}
     for task in tasks:
         if task.scenario in missing:
-            hint = (" It is the ant replay data: every transition an ant expert collected while it was trained online "
-                    "(offline_marl/train_rl.py), issue 6 item 1, which is not generated yet."
-                    if task.scenario == "ant-full-replay-gen" else "")
+            hint = (f" It is the data of an online expert (README, 'Ant replay data'); make it with: "
+                    f"{LEARNED[task.scenario]}." if task.scenario in LEARNED else "")
             skipped[task.name] = (f"its dataset {task.scenario} is not on this machine.{hint} Put it at "
                                   f"{generated_path(task.scenario)} (or {data_dir / (task.scenario + '.hdf5')}) and "
                                   "rerun the same command.")

@@ -50,6 +50,7 @@ def test_tiny_reproduction_writes_table_conventions_crossplay_and_videos(reprodu
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert f"SKIPPING {ANT}: its dataset ant-full-replay-gen is not on this machine" in printed
+    assert "python -m offline_marl.train_rl --config configs/ant_expert.yaml" in printed
     assert (out / "data" / "reacher-expert-mix-v0.hdf5").is_file()
     models = sorted(path.parent.name for path in (out / "world_models").rglob("world_model.pt"))
     assert models == ["seed0", "seed0", "seed1", "seed1"]
