@@ -91,7 +91,7 @@ def test_tiny_reproduction_writes_table_conventions_crossplay_and_videos(reprodu
         assert 1 <= len(videos) <= 2 and all(v.stat().st_size > 1000 for v in videos), videos
     assert sorted(p.name for p in (out / "curves").glob("*.png")) == [f"{COORDINATION}.png", f"{FIRST}.png"]
     report = (out / "REPORT.md").read_text()
-    assert "## Skipped tasks" in report and "ant replay data" in report and table in report
+    assert "## Skipped tasks" in report and "configs/ant_expert.yaml" in report and table in report
     assert json.loads((out / "report.json").read_text())["skipped"].keys() == {ANT}
 
     # Rerunning finds everything done.
