@@ -239,8 +239,9 @@ def test_save_replay_keeps_every_transition_as_contiguous_episodes(tmp_path):
     # every episode starts at a reset: hopper's initial state is within 5e-3 of the standing pose
     starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])
     assert np.abs(arrays["observations"][starts, 1:5]).max() < 5e-3 + 1e-6
-    # the episodes still running at the end are cut with a timeout: one per simulator at most
-    assert 1 <= arrays["timeouts"].sum() <= 2
+    # no episode reaches hopper's 1000-step limit here: the only timeouts are the cuts of the two
+    # simulators' running episodes, which end the file
+    assert np.flatnonzero(arrays["timeouts"]).tolist() == np.flatnonzero(ends)[-2:].tolist()
     assert load_dataset("hopper-full-replay-gen_3x1_0").info["source"] == "generated"
 
 
