@@ -43,7 +43,8 @@ def test_iqm_counts_boundary_seeds_in_proportion(aggregate):
     assert aggregate.iqm([7.0]) == 7.0
     np.testing.assert_allclose(aggregate.iqm_weights(5), [0, 0.3, 0.4, 0.3, 0])
     low, high = aggregate.bootstrap_iqm_ci([1, 2, 3, 100], n_resamples=2000, seed=0)
-    assert 1 <= low <= 2.5 <= high <= 100 and (low, high) == aggregate.bootstrap_iqm_ci([1, 2, 3, 100], 2000, seed=0)
+    # resamples range from all-1 (IQM 1) to mostly-100 (IQM 100): the percentile interval spans both
+    assert (low, high) == (1.0, 100.0) == aggregate.bootstrap_iqm_ci([1, 2, 3, 100], 2000, seed=0)
     assert aggregate.bootstrap_iqm_ci([4.0], 100) == (4.0, 4.0)
 
 
