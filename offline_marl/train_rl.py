@@ -216,7 +216,7 @@ class OnlineMAPPO(MAPPO):
 
     def env_actions(self, actions: torch.Tensor) -> np.ndarray:
         """Agents' actions [n, E, act] -> the simulators' global actions [E, action_dim], clipped to [-1, 1]."""
-        return merge_agents(actions.clamp(-1.0, 1.0), self.views, self.task.action_dim).cpu().numpy().astype(np.float64)
+        return merge_agents(self.actor.clip_actions(actions), self.views, self.task.action_dim).cpu().numpy().astype(np.float64)
 
     def collect_rollout(self, generator: torch.Generator) -> tuple[dict, list[float]]:
         """`rollout_len` lockstep steps of the `n_envs` simulators -> (rollout for `update`, finished returns)."""

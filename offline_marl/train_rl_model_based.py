@@ -24,12 +24,16 @@ from dataclasses import dataclass
 
 import torch
 
+from dzsc.datasets.dataset import gather_agents
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
 from offline_marl.config import flag, parse_config, run_cli
 from offline_marl.data import AgentSpace, DeviceDataset, merge_agents, split_agents
 from offline_marl.model_based import ModelRolloutConfig, make_rollout_env, rollout_statistics, task_views
 from offline_marl.model_env import RolloutEnv
 from offline_marl.runner import train
+
+START_STATES = ("uniform", "episode_starts")
+ACTION_RANGES = ("dataset", "full")
 
 
 @dataclass
@@ -45,6 +49,11 @@ class MOMAPPOConfig(MAPPOConfig, ModelRolloutConfig):
     rollout_len: int = flag(10, "model steps per start state (fewer where the rollout is cut or terminates)")
     lr: float = flag(1e-3, "Adam learning rate of the policies and the critic")
     init_log_std: float = flag(-1.0, "initial log standard deviation of the Gaussian policies")
+    action_range: str = flag("dataset", "box the policies' actions are clipped to when executed, in the model and in "
+                             "evaluation: each action dimension's range in the dataset (dataset; the model has seen "
+                             "nothing outside it) or the action space's [-1, 1] (full)", ACTION_RANGES)
+    start_states: str = flag("uniform", "where rollouts start: dataset states drawn uniformly (uniform) or the "
+                             "first states of the dataset's episodes (episode_starts)", START_STATES)
 
     def validate(self) -> None:
         super().validate()
@@ -62,12 +71,16 @@ class MOMAPPO(MAPPO):
         """Synthetic transitions of the current policies from `n_envs` dataset states: (MAPPO's rollout
         layout, the model-environment's raw output)."""
         c = self.config
-        starts = torch.randint(len(data), (c.n_envs,), generator=generator, device=data.device)
+        if c.start_states == "episode_starts":
+            pool = torch.as_tensor(data.dataset.episode_starts, device=data.device)
+            starts = pool[torch.randint(len(pool), (c.n_envs,), generator=generator, device=data.device)]
+        else:
+            starts = torch.randint(len(data), (c.n_envs,), generator=generator, device=data.device)
 
         def policy(global_obs: torch.Tensor) -> tuple[torch.Tensor, dict]:
             agent_obs = split_agents(global_obs, self.views)
             actions, log_probs = self.sample(agent_obs, generator=generator)
-            env_actions = merge_agents(actions.clamp(-1.0, 1.0), self.views, self.space.global_action_dim)
+            env_actions = merge_agents(self.actor.clip_actions(actions), self.views, self.space.global_action_dim)
             return env_actions, {"agent_obs": agent_obs, "agent_actions": actions, "log_probs": log_probs}
 
         out = self.env.rollout(policy, data.arrays["observations"][starts].float(), c.rollout_len, generator)
@@ -80,7 +93,17 @@ class MOMAPPO(MAPPO):
                    "valid": out["valid"]}
         return rollout, out
 
+    @torch.no_grad()
+    def narrow_actions_to(self, data: DeviceDataset) -> None:
+        """Clip executed actions to each dimension's range in the dataset (`--action_range dataset`)."""
+        actions = data.arrays["actions"]
+        for bound, values in ((self.actor.action_low, actions.min(0).values), (self.actor.action_high, actions.max(0).values)):
+            per_agent = gather_agents(values.float(), self.views["action_index"], self.views["action_mask"])  # [n, A]
+            bound.copy_(torch.where(self.actor.action_mask.bool(), per_agent[:, None, :], bound))
+
     def train_step(self, data: DeviceDataset, generator: torch.Generator) -> dict:
+        if self.config.action_range == "dataset":
+            self.narrow_actions_to(data)
         rollout, out = self.model_rollout(data, generator)
         return {**self.update(rollout, generator), **rollout_statistics(out)}
 

@@ -18,7 +18,8 @@ One update on a rollout of T steps x E parallel episodes:
     A_t     = delta_t + gamma lambda (1 - end_t) A_{t+1}           (GAE, `gae`; R_t = A_t + V(s_t))
     rho_i   = pi_i(a_i | o_i) / pi_i,old(a_i | o_i)                 (one ratio per agent, shared A)
     L_pi,i  = -E[min(rho_i A, clip(rho_i, 1 - eps, 1 + eps) A)] - alpha_i H(pi_i) + c_mu E[sum relu(|mu_i| - 1)^2]
-    L_V     = 1/2 E[max((V - R)^2, (V_old + clip(V - V_old, -eps_V, eps_V) - R)^2)]
+    L_V     = 1/2 E[max((V - R)^2, (V_old + clip(V - V_old, -eps_V, eps_V) - R)^2)]   (V_old: the critic's
+              output before the update, so the clip bounds how far this update moves the network)
     L_alpha = sum_i log alpha_i (H(pi_i) - H_target,i)               (SAC-style adaptive entropy weight)
 
 with A normalised over the rollout's valid steps, n_epochs passes of n_minibatches minibatches, and
@@ -201,6 +202,10 @@ class GaussianActor(nn.Module):
         orthogonal_init_(self.net, 0.01)
         self.log_std = nn.Parameter(torch.full((groups, 1, action_dim), float(init_log_std)))
         self.register_buffer("action_mask", action_mask.float()[:, None, :])  # [G, 1, A]
+        # the box actions are clipped to when they are executed: the action space's [-1, 1] unless narrowed
+        # (MOMA-PPO: the dataset's action range, where its world model has seen data)
+        self.register_buffer("action_low", -torch.ones(groups, 1, action_dim))
+        self.register_buffer("action_high", torch.ones(groups, 1, action_dim))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Means [G, B, A] (padded entries arbitrary)."""
@@ -208,6 +213,15 @@ class GaussianActor(nn.Module):
 
     def std(self) -> torch.Tensor:
         return self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+
+    def clip_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions [G, B, A] clipped to the executed box (padded entries 0)."""
+        return torch.minimum(torch.maximum(actions, self.action_low), self.action_high) * self.action_mask
+
+    def outside_penalty(self, mean: torch.Tensor) -> torch.Tensor:
+        """sum over actions of (distance of mu outside the executed box)^2, mean over the batch: [G]."""
+        outside = (mean - self.action_high).clamp(min=0.0) + (self.action_low - mean).clamp(min=0.0)
+        return (outside.square() * self.action_mask).sum(-1).mean(1)
 
     def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log pi_i(a_i | o_i) summed over each agent's valid action entries: [G, B]."""
@@ -308,14 +322,13 @@ class MAPPO(nn.Module):
     # ----- acting --------------------------------------------------------------------------------------
 
     def act(self, agent_obs: torch.Tensor, history: dict | None = None) -> torch.Tensor:
-        """Deterministic actions clip(mu(o), -1, 1): [n, E, obs] -> [n, E, act] (padded entries 0)."""
-        mean = self.actor(self.normalize_agent_obs(agent_obs))
-        return mean.clamp(-1.0, 1.0) * self.actor.action_mask
+        """Deterministic actions clip(mu(o)) to the executed box: [n, E, obs] -> [n, E, act] (padded entries 0)."""
+        return self.actor.clip_actions(self.actor(self.normalize_agent_obs(agent_obs)))
 
     @torch.no_grad()
     def sample(self, agent_obs: torch.Tensor, history: dict | None = None,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unclipped Gaussian actions [n, E, act] (padded entries 0; clip them to [-1, 1] for the simulator)
+        """Unclipped Gaussian actions [n, E, act] (padded entries 0; `actor.clip_actions` before executing them)
         and their log-probabilities [n, E]."""
         mean = self.actor(self.normalize_agent_obs(agent_obs))
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
@@ -355,7 +368,8 @@ class MAPPO(nn.Module):
         obs = self.normalize_agent_obs(agents(rollout["agent_obs"]))
         global_obs = self.normalize_global_obs(steps(rollout["global_obs"]))
         with torch.no_grad():
-            values = self._denormalize_value(self.critic(obs, global_obs)).view(T, E)
+            raw_values = self.critic(obs, global_obs)  # the critic's outputs before this update (old units)
+            values = self._denormalize_value(raw_values).view(T, E)
             next_values = self._denormalize_value(self.critic(
                 self.normalize_agent_obs(agents(rollout["next_agent_obs"])),
                 self.normalize_global_obs(steps(rollout["next_global_obs"])))).view(T, E)
@@ -366,7 +380,9 @@ class MAPPO(nn.Module):
             advantages = (advantages - advantages.mean()) / (advantages.std(correction=0) + 1e-8)
             if c.value_norm:
                 self.value_stats.update(returns)
-            old_values, targets = self._normalize_value(values), self._normalize_value(returns)
+            # Clip around what the critic outputs now: re-expressing V_old in the updated statistics' units
+            # would centre the clip away from the network's output whenever the statistics move.
+            old_values, targets = raw_values[index], self._normalize_value(returns)
             old_log_probs = agents(rollout["log_probs"])[:, index]
         obs, global_obs = obs[:, index], global_obs[index]
         actions = agents(rollout["actions"])[:, index]
@@ -391,7 +407,7 @@ class MAPPO(nn.Module):
                 policy_loss = -surrogate.mean(1)  # [n]
                 entropy = self.actor.entropy()  # [n]
                 alpha = self.log_alpha.exp()
-                outside = ((mean.abs() - 1.0).clamp(min=0.0).square() * self.actor.action_mask).sum(-1).mean(1)  # [n]
+                outside = self.actor.outside_penalty(mean)  # [n]
                 actor_loss = (policy_loss - alpha.detach() * entropy + c.action_mean_penalty * outside).sum()
                 alpha_loss = (self.log_alpha * (entropy.detach() - self.target_entropy)).sum()
 

@@ -111,6 +111,27 @@ def test_invalid_steps_change_nothing(critic):
     assert not torch.equal(other.actor.net.layers[0].weight, dirty.actor.net.layers[0].weight)
 
 
+@pytest.mark.parametrize("critic", ["centralised", "mixer"])
+def test_value_clip_is_centred_on_the_critics_own_output(critic):
+    # Returns far from the value statistics' initial (mean 0, std 1), so the update moves the statistics.
+    # The clip bounds how far the critic's output moves from where it starts: on the first gradient step
+    # (output == old output) it cannot bind, so one step must equal a step without value clipping. Centred
+    # on V_old re-expressed in the moved statistics' units, it binds on most samples and zeroes their gradient.
+    space = space_of("reacher-expert-C-v0_2x1first_0")
+    rollout = random_rollout(space, T=12, E=4, seed=1)
+    rollout["rewards"] = -10.0 + rollout["rewards"]
+    critics = []
+    for value_clip in (0.2, 0.0):
+        torch.manual_seed(0)
+        algorithm = MAPPO(MAPPOConfig(critic=critic, hidden_sizes=(16, 16), n_epochs=1, n_minibatches=1,
+                                      value_clip=value_clip, normalize_obs=False), space, CPU)
+        algorithm.update(rollout, torch.Generator().manual_seed(5))
+        assert algorithm.value_stats.mean < -10  # the statistics did move
+        critics.append(algorithm.critic.state_dict())
+    for name, value in critics[0].items():
+        torch.testing.assert_close(value, critics[1][name], msg=name)
+
+
 def test_padded_agents_sample_act_and_update():
     # agent 1 has 2 of 3 observation entries and 1 of 2 actions
     space = AgentSpace(n_agents=2, obs_dim=3, action_dim=2, global_obs_dim=5, global_action_dim=3,
