@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from dzsc.datasets.dataset import agent_views
+from dzsc.known_structure import known_structure
 from dzsc.tasks import get_task
 from offline_marl.config import flag
 from offline_marl.errors import ConfigError
@@ -41,6 +42,9 @@ class ModelRolloutConfig:
     penalty_cap: float = flag(1.0, "cap on each of the three penalty terms (reward units)")
     cut_threshold: float = flag(math.inf, "end a rollout once the next-state disagreement exceeds this; inf = never")
     clip_to_dataset: bool = flag(True, "clip predicted observations and rewards to the dataset's range")
+    known_structure: bool = flag(True, "where the body's observation relations and reward are known exactly "
+                                       "(dzsc.known_structure: Reacher), recompute the model's derived observation "
+                                       "entries and use the exact reward; no effect on other bodies")
 
     def rollout_penalty(self) -> RolloutPenalty:
         return RolloutPenalty(next_obs_disagreement=self.next_obs_penalty,
@@ -63,7 +67,9 @@ def make_rollout_env(config, device: torch.device) -> RolloutEnv:
         return SimulatorEnv(get_task(config.task_name))
     model = load_or_train_world_model(config.task_name, config.seed, config.world_model, device,
                                       dataset_path=config.dataset_path, max_epochs=config.world_model_epochs)
-    return ModelEnv(model.to(device), config.rollout_penalty())
+    structure = known_structure(get_task(config.task_name)) if config.known_structure else None
+    print(f"model rollouts: {structure.description if structure else 'the learned model alone (no known structure)'}")
+    return ModelEnv(model.to(device), config.rollout_penalty(), structure=structure)
 
 
 def task_views(task_name: str, device: torch.device) -> dict:

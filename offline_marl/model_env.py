@@ -21,6 +21,10 @@ output normalisation, so the first term is in "typical one-step changes"):
     penalised_reward = r - penalty
     uncertainty = u_s;   cut = uncertainty > cut_threshold             the adaptive cut
 
+With a `structure` (`dzsc.known_structure`, e.g. Reacher), the sampled next observation's derived entries
+are recomputed from the others (s' <- consistent(s, s')) and r is the environment's exact reward of
+(s, a, s'); the penalties still measure the elites' disagreement.
+
 A start state's rollout ends at the first step with `terminated | cut`: that step is still a valid
 transition (the caller treats `terminated` as a terminal and `cut` as a truncation), and every later
 step is invalid (`valid` False). `fit_world_model` stores quantiles of u_s on the held-out data in
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 
 from dzsc.envs import MultiAgentEnv
+from dzsc.known_structure import BodyStructure
 from dzsc.tasks import Task, get_task
 from offline_marl.errors import ConfigError
 from offline_marl.world_model import EnsembleWorldModel
@@ -119,11 +124,13 @@ class RolloutEnv:
 class ModelEnv(RolloutEnv):
     """Steps batches through the elites of an ensemble world model (see the module doc)."""
 
-    def __init__(self, model: EnsembleWorldModel, config: RolloutPenalty | None = None, deterministic: bool = False):
+    def __init__(self, model: EnsembleWorldModel, config: RolloutPenalty | None = None, deterministic: bool = False,
+                 structure: BodyStructure | None = None):
         self.model = model.eval()
         self.config = config or RolloutPenalty()
         self.config.validate()
         self.deterministic = deterministic  # True: the chosen elite's mean instead of a sample
+        self.structure = structure  # exact observation relations and reward of the body, if known
 
     @torch.no_grad()
     def predict_elites(self, obs: torch.Tensor, action: torch.Tensor) -> dict:
@@ -154,6 +161,9 @@ class ModelEnv(RolloutEnv):
         if c.clip_to_dataset_range:
             next_obs = torch.minimum(torch.maximum(next_obs, model.obs_min), model.obs_max)
             reward = reward.clamp(model.reward_min, model.reward_max)
+        if self.structure is not None:
+            next_obs = self.structure.consistent_next_obs(obs, next_obs)
+            reward = self.structure.reward(obs, action, next_obs)
         u_s = model.next_obs_disagreement(pred["next_obs_mean"])
         u_r = (pred["reward_mean"] - pred["reward_mean"].mean(0)).abs().max(0).values
         u_a = pred["reward_std"].max(0).values

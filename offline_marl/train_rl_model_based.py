@@ -6,12 +6,19 @@
     python -m offline_marl.train_rl_model_based --help
 
 Each iteration (one runner step):
-  1. draw `--n_envs` start states s_0 uniformly from the dataset's observations;
+  1. draw `--n_envs` start states s_0 from the dataset: the first states of its episodes
+     (`--start_states episode_starts`, the default) or any of its states (`uniform`, the paper's choice);
   2. roll the current decentralised policies out for up to `--rollout_len` steps in the world model
-     (a random elite per transition, `offline_marl.model_env`): a_i ~ pi_i(.|o_i), r~ = r - penalty(s, a),
+     (a random elite per transition, `offline_marl.model_env`): a_i ~ pi_i(.|o_i), executed clipped to
+     the dataset's action range (`--action_range`), r~ = r - penalty(s, a), with the body's known
+     observation relations and reward where it has them (`--known_structure`, `dzsc.known_structure`),
      stopping a start state's rollout at a predicted termination or once the ensemble's disagreement
      passes `--cut_threshold` (the adaptive cut; a cut is a truncation, bootstrapped by the critic);
   3. one MA-PPO update (`offline_marl.algos.mappo`) on those synthetic transitions.
+Defaults, measured on `reacher-expert-mix-v0_2x1first_0` (README, "MOMA-PPO ablation"): rollouts of a
+whole episode (50 steps) from the episodes' first states, so the policies train on the states their own
+control reaches, as online PPO does; 40 of them = 2,000 synthetic transitions per iteration (the
+authors' `ppo_transitions_between_update`).
 Agents never act in the real system during training; they co-adapt inside the model, which is what
 lets them agree on one convention where model-free learners trained on mixed data cannot.
 Evaluation runs the deterministic policies in the real simulator (the runner). Without
@@ -45,14 +52,14 @@ class MOMAPPOConfig(MAPPOConfig, ModelRolloutConfig):
     max_training_step: int = flag(300, "MOMA-PPO iterations (each n_envs x rollout_len model steps and one "
                                        "MA-PPO update)")
     eval_frequency: int = flag(25, "iterations between evaluations in the real simulator")
-    n_envs: int = flag(400, "start states drawn from the dataset per iteration")
-    rollout_len: int = flag(10, "model steps per start state (fewer where the rollout is cut or terminates)")
+    n_envs: int = flag(40, "start states drawn from the dataset per iteration")
+    rollout_len: int = flag(50, "model steps per start state (fewer where the rollout is cut or terminates)")
     lr: float = flag(1e-3, "Adam learning rate of the policies and the critic")
     init_log_std: float = flag(-1.0, "initial log standard deviation of the Gaussian policies")
     action_range: str = flag("dataset", "box the policies' actions are clipped to when executed, in the model and in "
                              "evaluation: each action dimension's range in the dataset (dataset; the model has seen "
                              "nothing outside it) or the action space's [-1, 1] (full)", ACTION_RANGES)
-    start_states: str = flag("uniform", "where rollouts start: dataset states drawn uniformly (uniform) or the "
+    start_states: str = flag("episode_starts", "where rollouts start: dataset states drawn uniformly (uniform) or the "
                              "first states of the dataset's episodes (episode_starts)", START_STATES)
 
     def validate(self) -> None:

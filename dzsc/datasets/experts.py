@@ -58,13 +58,12 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from dzsc.known_structure import (REACHER_OBS_COS, REACHER_OBS_QVEL, REACHER_OBS_SIN, REACHER_OBS_TARGET,
+                                  ReacherKinematics)
 from dzsc.scores import normalized_score
 
-# Reacher-v5 observation indices (checked against the model in tests/datasets/test_experts.py).
-OBS_COS = slice(0, 2)
-OBS_SIN = slice(2, 4)
-OBS_TARGET = slice(4, 6)
-OBS_QVEL = slice(6, 8)
+# Reacher-v5 observation indices (one home: dzsc.known_structure)
+OBS_COS, OBS_SIN, OBS_TARGET, OBS_QVEL = REACHER_OBS_COS, REACHER_OBS_SIN, REACHER_OBS_TARGET, REACHER_OBS_QVEL
 
 EXPERT_ELBOW_SIGN: dict[str, int] = {"C": +1, "D": -1}
 """Expert name -> elbow sign: C = counter-clockwise elbow (q1 > 0), D = clockwise elbow (q1 < 0)."""
@@ -94,18 +93,6 @@ def elbow_convention(global_obs: np.ndarray) -> np.ndarray:
     return np.sign(global_obs[..., OBS_SIN.start + 1]).astype(np.int64)
 
 
-def _planar_offset(model: mujoco.MjModel, body: str) -> float:
-    """Length of a body's offset from its parent, checked to lie along the parent's x axis with no rotation."""
-    b = model.body(body)
-    pos, quat = np.asarray(b.pos, dtype=np.float64), np.asarray(b.quat, dtype=np.float64)
-    if abs(pos[1]) > 1e-12 or abs(pos[2]) > 1e-12 or not np.allclose(quat, [1.0, 0.0, 0.0, 0.0]):
-        raise ValueError(
-            f"Reacher model: body {body!r} sits at {pos.tolist()} (quat {quat.tolist()}) in its parent; the scripted "
-            "expert's kinematics need it on the parent's x axis without rotation (the Gymnasium reacher.xml layout)"
-        )
-    return float(pos[0])
-
-
 class ScriptedReacherExpert:
     """Deterministic Reacher-v5 expert: IK for the elbow convention ``elbow_sign``, then saturated PD.
 
@@ -117,15 +104,11 @@ class ScriptedReacherExpert:
             raise ValueError(f"elbow_sign must be +1 (counter-clockwise elbow) or -1 (clockwise), got {elbow_sign!r}")
         self.elbow_sign = int(elbow_sign)
         self.gains = gains
-        self.l1 = _planar_offset(model, "body1")
-        self.l2 = _planar_offset(model, "fingertip")
-        # Shoulder position in the world plane (body0 is a child of the world body).
-        if model.body("body0").parentid[0] != 0:
-            raise ValueError("Reacher model: body 'body0' must be a child of the world body")
-        self.shoulder_xy = np.asarray(model.body("body0").pos[:2], dtype=np.float64).copy()
-        # World target = target body position + (slide qpos - ref); ref is the slide joints' qpos0.
-        target_qadr = [int(model.joint(name).qposadr[0]) for name in ("target_x", "target_y")]
-        self.target_offset = np.asarray(model.body("target").pos[:2], dtype=np.float64) - model.qpos0[target_qadr]
+        kinematics = ReacherKinematics.from_model(model)
+        self.l1, self.l2 = kinematics.l1, kinematics.l2
+        self.shoulder_xy = np.asarray(kinematics.shoulder_xy, dtype=np.float64)
+        # World target = target observation (the slide joints' qpos) + this offset.
+        self.target_offset = np.asarray(kinematics.target_offset, dtype=np.float64)
         # Elbow targets are kept inside the elbow's joint range (a target next to the shoulder would need |q1| ~ pi).
         elbow = model.joint("joint1")
         self.elbow_limit = float(np.min(np.abs(elbow.range))) if bool(model.jnt_limited[elbow.id]) else np.pi

@@ -10,6 +10,8 @@ import torch
 from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.generate import generate
 from dzsc.envs import MultiAgentEnv
+from dzsc.known_structure import known_structure
+from dzsc.tasks import get_task
 from offline_marl.errors import ConfigError
 from offline_marl.model_env import ModelEnv, RolloutPenalty, SimulatorEnv
 from offline_marl.world_model import WorldModelConfig, fit_world_model
@@ -65,6 +67,17 @@ def test_step_samples_an_elite_and_clips_to_the_dataset_range(model, batch):
     assert ((clipped["next_obs"] >= model.obs_min) & (clipped["next_obs"] <= model.obs_max)).all()
     assert ((clipped["reward"] >= model.reward_min) & (clipped["reward"] <= model.reward_max)).all()
     assert torch.equal(torch.minimum(torch.maximum(raw["next_obs"], model.obs_min), model.obs_max), clipped["next_obs"])
+
+
+def test_known_structure_rebuilds_the_fingertip_and_pays_the_exact_reward(model, batch):
+    obs, actions = batch
+    structure = known_structure(get_task(TASK))
+    plain = ModelEnv(model, deterministic=True).step(obs, actions, generator())
+    known = ModelEnv(model, deterministic=True, structure=structure).step(obs, actions, generator())
+    torch.testing.assert_close(known["next_obs"], structure.consistent_next_obs(obs, plain["next_obs"]))
+    torch.testing.assert_close(known["reward"], structure.reward(obs, actions, known["next_obs"]))
+    torch.testing.assert_close(known["penalised_reward"], known["reward"] - plain["penalty"])
+    assert not torch.equal(known["next_obs"], plain["next_obs"]) and not torch.equal(known["reward"], plain["reward"])
 
 
 def test_penalty_terms_and_their_caps(model, batch):

@@ -1,0 +1,138 @@
+"""What is known exactly about a body's observations and rewards, for rollouts in a learned model.
+
+A world model predicts every observation entry and the reward as if they were unrelated quantities. Some
+are not: they are fixed functions of the others, known from the environment's definition. Where a body
+has such entries, a model that predicts them freely can be wrong in a way the policy learns to exploit.
+Measured on `reacher-expert-mix-v0` (1e5 transitions, the demo's ensemble), rolling a MOMA-PPO policy
+out for 50 steps from the real episodes' first states: the model's joint angles followed the real arm
+(fingertip distance computed from them 0.075 at step 25, real 0.075), but its predicted
+fingertip-to-target entries fell to 0.025, because in expert data an arm at rest is an arm on the target;
+its learned reward followed them, and the model's return was -2.8 where the real one was -5.8.
+
+`known_structure(task)` returns the body's `BodyStructure`, or None where nothing is known exactly:
+
+- Reacher (v5): the observation is (cos q, sin q, target, dq, fingertip - target). `consistent_next_obs`
+  keeps each (cos q_i, sin q_i) pair on the unit circle, keeps the target where it was (it never moves
+  within an episode) and recomputes the fingertip from the joint angles with the arm's forward
+  kinematics, read from the MuJoCo model:
+
+      tip(q) = shoulder + l1 (cos q0, sin q0) + l2 (cos(q0 + q1), sin(q0 + q1))
+
+  (The simulator reports the fingertip's position from the last RK4 stage of the step, so tip(q') matches
+  it to 4e-5 on average over random-action steps, 5e-3 at the largest velocities those reach, 27 rad/s.)
+
+  `reward` is Reacher-v5's reward, paid on the state after the step (Gymnasium v5):
+
+      r = -w_dist ||tip(q') - target|| - w_ctrl ||a||^2
+
+- HalfCheetah, Hopper, Walker2d, Ant: None. Their observations are independent state variables
+  (positions and velocities), and their rewards use the torso's displacement over the step, which
+  the observation does not hold, so the learned model's reward is kept.
+
+All functions work on torch tensors [B, dim] on any device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+import torch
+
+from dzsc.tasks import Task
+
+# Reacher-v5 observation layout (checked against the model in tests/datasets/test_experts.py).
+REACHER_OBS_COS = slice(0, 2)
+REACHER_OBS_SIN = slice(2, 4)
+REACHER_OBS_TARGET = slice(4, 6)
+REACHER_OBS_QVEL = slice(6, 8)
+REACHER_OBS_TIP = slice(8, 10)
+
+
+def planar_offset(model: mujoco.MjModel, body: str) -> float:
+    """Length of a body's offset from its parent, checked to lie along the parent's x axis with no rotation."""
+    b = model.body(body)
+    pos, quat = np.asarray(b.pos, dtype=np.float64), np.asarray(b.quat, dtype=np.float64)
+    if abs(pos[1]) > 1e-12 or abs(pos[2]) > 1e-12 or not np.allclose(quat, [1.0, 0.0, 0.0, 0.0]):
+        raise ValueError(
+            f"Reacher model: body {body!r} sits at {pos.tolist()} (quat {quat.tolist()}) in its parent; the "
+            "kinematics need it on the parent's x axis without rotation (the Gymnasium reacher.xml layout)"
+        )
+    return float(pos[0])
+
+
+@dataclass(frozen=True)
+class ReacherKinematics:
+    """The planar two-link arm of Gymnasium's reacher.xml: link lengths, shoulder and target frame."""
+
+    l1: float  # shoulder to elbow
+    l2: float  # elbow to fingertip
+    shoulder_xy: tuple[float, float]  # world position of the shoulder
+    target_offset: tuple[float, float]  # world target = target observation + this
+
+    @classmethod
+    def from_model(cls, model: mujoco.MjModel) -> "ReacherKinematics":
+        if model.body("body0").parentid[0] != 0:
+            raise ValueError("Reacher model: body 'body0' must be a child of the world body")
+        target_qadr = [int(model.joint(name).qposadr[0]) for name in ("target_x", "target_y")]
+        target_offset = np.asarray(model.body("target").pos[:2], dtype=np.float64) - model.qpos0[target_qadr]
+        return cls(planar_offset(model, "body1"), planar_offset(model, "fingertip"),
+                   tuple(float(x) for x in model.body("body0").pos[:2]), tuple(float(x) for x in target_offset))
+
+    def fingertip(self, q: torch.Tensor) -> torch.Tensor:
+        """World fingertip positions [..., 2] of joint angles q [..., 2]."""
+        q0, q01 = q[..., 0], q[..., 0] + q[..., 1]
+        x = self.shoulder_xy[0] + self.l1 * torch.cos(q0) + self.l2 * torch.cos(q01)
+        y = self.shoulder_xy[1] + self.l1 * torch.sin(q0) + self.l2 * torch.sin(q01)
+        return torch.stack([x, y], dim=-1)
+
+
+class BodyStructure:
+    """Exact relations of one body's observations and reward (see the module doc)."""
+
+    description: str  # one line naming what is recomputed, for the run's log
+
+    def consistent_next_obs(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """A predicted next observation [B, dim] with its derived entries recomputed from the others."""
+        raise NotImplementedError
+
+    def reward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """The environment's reward [B] of (observation, global action, consistent next observation)."""
+        raise NotImplementedError
+
+
+class ReacherStructure(BodyStructure):
+    """Reacher-v5: fingertip from the joints, a fixed target, unit (cos, sin) pairs, the exact reward."""
+
+    description = "reacher-v5: fingertip from the joint angles, fixed target, exact reward"
+
+    def __init__(self, kinematics: ReacherKinematics, reward_dist_weight: float = 1.0,
+                 reward_control_weight: float = 1.0):
+        self.kinematics = kinematics
+        self.reward_dist_weight, self.reward_control_weight = reward_dist_weight, reward_control_weight
+
+    def consistent_next_obs(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        q = torch.atan2(next_obs[:, REACHER_OBS_SIN], next_obs[:, REACHER_OBS_COS])
+        target = obs[:, REACHER_OBS_TARGET]
+        offset = torch.tensor(self.kinematics.target_offset, dtype=obs.dtype, device=obs.device)
+        tip = self.kinematics.fingertip(q) - (target + offset)
+        return torch.cat([torch.cos(q), torch.sin(q), target, next_obs[:, REACHER_OBS_QVEL], tip], dim=1)
+
+    def reward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        distance = next_obs[:, REACHER_OBS_TIP].norm(dim=1)
+        return -self.reward_dist_weight * distance - self.reward_control_weight * action.square().sum(1)
+
+
+def known_structure(task: Task) -> BodyStructure | None:
+    """The exact structure of the task's body (Reacher-v5), or None where nothing is known exactly."""
+    if task.body != "reacher" or task.env_id != "Reacher-v5":
+        return None
+    import gymnasium as gym
+
+    env = gym.make(task.env_id, **task.env_kwargs).unwrapped
+    try:
+        kinematics = ReacherKinematics.from_model(env.model)
+    finally:
+        env.close()
+    return ReacherStructure(kinematics, task.env_kwargs.get("reward_dist_weight", 1.0),
+                            task.env_kwargs.get("reward_control_weight", 1.0))
