@@ -101,3 +101,16 @@ def test_rendering_leaves_observations_and_rewards_exactly_the_same(task_name):
         runs.append((np.array(observations), rewards))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
+
+
+@pytest.mark.parametrize("task_name", ["halfcheetah-random-gen_2x3_0", "ant-random-gen_4x2_0"])
+def test_the_camera_follows_a_body_that_moved_far_away(task_name):
+    env = MultiAgentEnv(task_name, render_mode="rgb_array", width=128, height=128)
+    env.reset(seed=0)
+    env.render()  # the camera is set up here, looking at the body where it starts
+    qpos = env.data.qpos.copy()
+    qpos[0] += 30.0  # 30 m along x
+    env.env.set_state(qpos, env.data.qvel.copy())
+    frame = env.render()
+    env.close()
+    assert min(colour_pixels(frame, rgb) for _, rgb in AGENT_COLOURS[: env.n_agents]) > 20
