@@ -3,7 +3,9 @@
 Each agent observes `global_obs[agent.obs_indices]` and drives `action[agent.action_indices]`;
 all agents share the team reward. The time limit (50 steps for Reacher, 1000 for locomotion, 10
 for the coordination game) is counted here, so `truncated` is exact and no Gymnasium wrapper sits
-between us and the simulator.
+between us and the simulator. A MuJoCo body made with a render_mode draws each agent's bodies in
+its own colour (`dzsc.partitions.colours`), seen by a camera that follows the torso (locomotion);
+without one, the model is the environment's own.
 """
 from __future__ import annotations
 
@@ -14,7 +16,13 @@ import numpy as np
 
 from dzsc.errors import ShapeError
 from dzsc.partitions import BODIES
+from dzsc.partitions.colours import colour_agents
 from dzsc.tasks import Task, get_task
+
+
+def agent_joints(task: Task) -> list[tuple[str, ...]]:
+    """The joints (a game: the parts) each agent of a task drives, in agent order."""
+    return [layout.joints for layout in BODIES[task.body].agent_confs[task.agent_conf]]
 
 
 class MultiAgentEnv:
@@ -34,6 +42,10 @@ class MultiAgentEnv:
         self.env = gym.make(self.task.env_id, **kwargs).unwrapped
         if self.mujoco:
             self.model, self.data = self.env.model, self.env.data
+            if render_mode is not None:
+                colour_agents(self.model, agent_joints(self.task))
+                if "type" in body.camera:  # Gymnasium forces a free camera unless no camera id is set
+                    self.env.mujoco_renderer.camera_id = None
         self.action_low = self.env.action_space.low.astype(np.float64)
         self.action_high = self.env.action_space.high.astype(np.float64)
         self.elapsed_steps = 0

@@ -2,16 +2,20 @@
 
 A policy is any callable `(agent_obs [n, E, obs], history | None) -> actions [n, E, act]` on
 torch tensors (the layout of `offline_marl.nn`); scores are D4RL-normalised x100 (`dzsc.scores`).
+`save_frame_strip` turns an episode's frames into one labelled PNG.
 """
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from dzsc.datasets.dataset import gather_agents
-from dzsc.envs import MultiAgentEnv
+from dzsc.envs import MultiAgentEnv, agent_joints
+from dzsc.partitions import BODIES
+from dzsc.partitions.colours import AGENT_COLOURS
 from dzsc.scores import normalized_score
 from dzsc.tasks import Task
 from offline_marl.data import agent_history
@@ -66,3 +70,47 @@ def evaluate(policy: Policy, task: Task, views: dict, n_episodes: int, seed: int
     scores = normalized_score(task.body, returns)
     return {"return": float(returns.mean()), "normalized_score": float(scores.mean()),
             "episode_returns": returns.tolist(), "final_observations": global_obs.copy(), "frames": frames}
+
+
+STEP_LABEL_PX, GAP_PX, LEGEND_ROW_PX, LEGEND_MARGIN_PX = 24, 4, 22, 8
+
+
+def save_frame_strip(frames: Sequence[np.ndarray], path: str | Path, task: Task, n: int = 6) -> Path:
+    """Write `n` frames evenly spaced over an episode side by side (4 white pixels apart) as one PNG.
+
+    Frame i is the state after i steps (as `evaluate` records them) and is labelled "step i". Below
+    the frames, for MuJoCo bodies, a legend gives each agent's colour and the joints it drives
+    (`dzsc.partitions.colours`). With k = min(n, len(frames)) frames of H x W pixels, the image is
+    k x W + (k - 1) x 4 wide and H + 24 high, plus 8 + 22 per legend row.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    if not frames:
+        raise ValueError("save_frame_strip needs at least one frame")
+    steps = np.unique(np.linspace(0, len(frames) - 1, min(n, len(frames))).round().astype(int))
+    height, width = frames[0].shape[:2]
+    strip_width = len(steps) * (width + GAP_PX) - GAP_PX
+    legend, columns, legend_px = [], 1, 0
+    if BODIES[task.body].simulator == "mujoco":
+        legend = [Patch(color=np.array(rgb) / 255, label=f"agent {k}: {', '.join(joints)}")
+                  for k, (joints, (_, rgb)) in enumerate(zip(agent_joints(task), AGENT_COLOURS))]
+        label_px = 7 * max(len(patch.get_label()) for patch in legend) + 40  # ~7 px a character at 10 pt
+        columns = max(1, min(len(legend), strip_width // label_px))
+        legend_px = LEGEND_MARGIN_PX + LEGEND_ROW_PX * -(-len(legend) // columns)
+    total_height = height + STEP_LABEL_PX + legend_px
+    figure = Figure(figsize=(strip_width / 100, total_height / 100), dpi=100)
+    for i, step in enumerate(steps):
+        left = i * (width + GAP_PX)
+        axes = figure.add_axes((left / strip_width, legend_px / total_height,
+                                width / strip_width, height / total_height))
+        axes.imshow(frames[step], interpolation="nearest", aspect="auto")
+        axes.set_axis_off()
+        figure.text((left + width / 2) / strip_width, 1 - STEP_LABEL_PX / 2 / total_height, f"step {step}",
+                    ha="center", va="center", fontsize=11)
+    if legend:
+        figure.legend(handles=legend, loc="lower center", ncol=columns, frameon=False, fontsize=10,
+                      bbox_to_anchor=(0.5, 0.0), borderaxespad=0.2, handlelength=1.5)
+    path = Path(path)
+    figure.savefig(path, dpi=100, facecolor="white")
+    return path

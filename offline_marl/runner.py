@@ -40,7 +40,7 @@ from dzsc.tasks import get_task
 from offline_marl.config import RunConfig
 from offline_marl.data import AgentSpace, DeviceDataset
 from offline_marl.errors import RunDirConflictError, TrainingDivergedError
-from offline_marl.evaluation import evaluate
+from offline_marl.evaluation import evaluate, save_frame_strip
 
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"run_dir", "run_name", "device", "wandb", "wandb_project", "wandb_entity", "wandb_group",
@@ -323,6 +323,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
                     (run_dir / "videos").mkdir(exist_ok=True)
                     video = run_dir / "videos" / f"step{step}.mp4"
                     imageio.mimsave(video, result["frames"], fps=20)
+                    save_frame_strip(result["frames"], video.with_suffix(".png"), task)
                     tracker.video(video, step)
                 bar.set_postfix(score=state["last"])
             if step % config.checkpoint_frequency == 0 or last or stop.signum is not None:

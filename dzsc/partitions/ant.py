@@ -2,6 +2,7 @@
 observation order); indices come from the model, so an agent always drives the leg it observes."""
 from dzsc.partitions.layout import (
     LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
+    tracking_camera,
 )
 
 LEG = {k: (f"hip_{k}", f"ankle_{k}") for k in (1, 2, 3, 4)}
@@ -23,4 +24,5 @@ BODY = MujocoBody(
     },
     obsk=locomotion_obsk(free_floating=True),
     parts_from_model=lambda model: locomotion_parts(model, n_excluded=2),
+    camera=tracking_camera(distance=4.0),  # follows the torso (Gymnasium's distance / elevation)
 )

@@ -1,6 +1,7 @@
 """HalfCheetah split into legs (2x3) or single joints (6x1)."""
 from dzsc.partitions.layout import (
     LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
+    tracking_camera,
 )
 
 BACK, FRONT = ("bthigh", "bshin", "bfoot"), ("fthigh", "fshin", "ffoot")
@@ -19,4 +20,5 @@ BODY = MujocoBody(
     },
     obsk=locomotion_obsk(free_floating=False),
     parts_from_model=lambda model: locomotion_parts(model, n_excluded=1),
+    camera=tracking_camera(distance=4.0),  # follows the torso (Gymnasium's distance / elevation)
 )

@@ -174,6 +174,15 @@ def locomotion_parts(model: mujoco.MjModel, n_excluded: int) -> dict[str, Part]:
     return parts
 
 
+def tracking_camera(**config) -> dict:
+    """Render settings of a camera that follows the torso (body 1), plus Gymnasium's view `config`.
+
+    Gymnasium's v5 locomotion cameras are free cameras that stay where the body started (their
+    `trackbodyid` has no effect on a free camera), so a running body leaves the frame.
+    """
+    return {"type": mujoco.mjtCamera.mjCAMERA_TRACKING, "trackbodyid": 1, **config}
+
+
 def locomotion_obsk(free_floating: bool) -> dict[str, tuple[str, ...]]:
     """The obsk table of TASKS.md for a planar or free-floating body."""
     linear = ("torso_vel_x", "torso_vel_y", "torso_vel_z") if free_floating else ("torso_vel_x", "torso_vel_z")

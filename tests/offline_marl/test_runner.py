@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import imageio.v3
 import pytest
 import torch
 import yaml
@@ -42,6 +43,14 @@ def test_run_folder_contents(reacher_c_path, train_args, tmp_path):
     assert [row["step"] for row in metric_rows if "policy_loss" in row] == [10, 20, 30, 40]
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert summary["final_normalized_score"] == evaluations[-1]["normalized_score"]
+
+
+def test_record_video_writes_a_frame_strip_next_to_each_video(reacher_c_path, train_args, tmp_path):
+    run_dir = tmp_path / "run"
+    main(train_args("bc", reacher_c_path, run_dir, 10, max_eval_episode=1, **SMALL) + ["--record_video"])
+    assert sorted(path.name for path in (run_dir / "videos").iterdir()) == ["step10.mp4", "step10.png"]
+    # 6 of the 50 frames of 256 x 256, 4 px apart, step labels (24 px), a one-row legend (8 + 22 px)
+    assert imageio.v3.imread(run_dir / "videos" / "step10.png").shape[:2] == (24 + 256 + 30, 6 * 256 + 5 * 4)
 
 
 def test_same_seed_same_metrics_and_other_seed_differs(reacher_c_path, train_args, tmp_path):
