@@ -22,6 +22,9 @@ from offline_marl.config import flag
 from offline_marl.errors import ConfigError
 from offline_marl.model_env import RolloutEnv, RolloutPenalty, ModelEnv, SimulatorEnv
 from offline_marl.train_worldmodel import load_or_train_world_model
+from offline_marl.world_model import EnsembleWorldModel
+
+CUT_MULTIPLE = 10.0  # default cut: 10 x the held-out 99th percentile of disagreement (README, "MOMA-PPO ablation")
 
 
 @dataclass
@@ -40,25 +43,42 @@ class ModelRolloutConfig:
     reward_std_penalty: float = flag(0.0, "reward penalty per unit of the elites' largest predicted reward std "
                                           "(MOPO's aleatoric penalty)")
     penalty_cap: float = flag(1.0, "cap on each of the three penalty terms (reward units)")
-    cut_threshold: float = flag(math.inf, "end a rollout once the next-state disagreement exceeds this; inf = never")
+    cut_threshold: float | None = flag(None, "end a rollout before a transition whose next-state disagreement "
+                                             "exceeds this (inf = never); default: --cut_multiple x the model's "
+                                             "99th percentile of it on held-out data")
+    cut_multiple: float = flag(CUT_MULTIPLE, "the default --cut_threshold in units of the model's held-out 99th "
+                                             "percentile of next-state disagreement")
     clip_to_dataset: bool = flag(True, "clip predicted observations and rewards to the dataset's range")
     known_structure: bool = flag(True, "where the body's observation relations and reward are known exactly "
                                        "(dzsc.known_structure: Reacher), recompute the model's derived observation "
                                        "entries and use the exact reward; no effect on other bodies")
 
-    def rollout_penalty(self) -> RolloutPenalty:
+    def rollout_penalty(self, cut_threshold: float = math.inf) -> RolloutPenalty:
         return RolloutPenalty(next_obs_disagreement=self.next_obs_penalty,
                               reward_disagreement=self.reward_disagreement_penalty,
                               reward_std=self.reward_std_penalty, next_obs_disagreement_cap=self.penalty_cap,
                               reward_disagreement_cap=self.penalty_cap, reward_std_cap=self.penalty_cap,
-                              cut_threshold=self.cut_threshold, clip_to_dataset_range=self.clip_to_dataset)
+                              cut_threshold=cut_threshold, clip_to_dataset_range=self.clip_to_dataset)
+
+    def resolved_cut_threshold(self, model: EnsembleWorldModel) -> float:
+        """--cut_threshold, or --cut_multiple x the model's held-out 99th percentile of disagreement."""
+        if self.cut_threshold is not None:
+            return self.cut_threshold
+        quantiles = ((model.info.get("metrics") or {}).get("holdout_uncertainty_quantiles") or {})
+        if "0.99" not in quantiles:
+            raise ConfigError(f"world model {model.info.get('source')} records no held-out disagreement quantiles "
+                              "to derive the cut from: retrain it (train_worldmodel.py --retrain) or pass "
+                              "--cut_threshold VALUE (inf = never cut)")
+        return self.cut_multiple * float(quantiles["0.99"])
 
     def validate_rollouts(self) -> None:
         if self.perfect_wm and self.world_model:
             raise ConfigError("--perfect_wm and --world_model exclude each other: the perfect model is the simulator")
         if self.world_model_epochs <= 0:
             raise ConfigError(f"--world_model_epochs must be a positive integer, got {self.world_model_epochs}")
-        self.rollout_penalty().validate()
+        if not self.cut_multiple > 0:
+            raise ConfigError(f"--cut_multiple must be > 0, got {self.cut_multiple}")
+        self.rollout_penalty(math.inf if self.cut_threshold is None else self.cut_threshold).validate()
 
 
 def make_rollout_env(config, device: torch.device) -> RolloutEnv:
@@ -68,8 +88,10 @@ def make_rollout_env(config, device: torch.device) -> RolloutEnv:
     model = load_or_train_world_model(config.task_name, config.seed, config.world_model, device,
                                       dataset_path=config.dataset_path, max_epochs=config.world_model_epochs)
     structure = known_structure(get_task(config.task_name)) if config.known_structure else None
-    print(f"model rollouts: {structure.description if structure else 'the learned model alone (no known structure)'}")
-    return ModelEnv(model.to(device), config.rollout_penalty(), structure=structure)
+    cut_threshold = config.resolved_cut_threshold(model)
+    print(f"model rollouts: {structure.description if structure else 'the learned model alone (no known structure)'};"
+          f" cut above a next-state disagreement of {cut_threshold:.3g}")
+    return ModelEnv(model.to(device), config.rollout_penalty(cut_threshold), structure=structure)
 
 
 def task_views(task_name: str, device: torch.device) -> dict:
@@ -88,5 +110,6 @@ def rollout_statistics(rollout: dict) -> dict:
             "model_reward": (rollout["rewards"] * valid).sum() / n_valid,
             "penalty": (rollout["penalties"] * valid).sum() / n_valid,
             "uncertainty": (rollout["uncertainty"] * valid).sum() / n_valid,
-            "cut_fraction": rollout["cut"].any(0).float().mean(),
+            # shortened by the cut: ended before the horizon without a termination (also cut at the first step)
+            "cut_fraction": ((rollout["valid"].sum(0) < valid.shape[0]) & ~rollout["terminated"].any(0)).float().mean(),
             "terminated_fraction": rollout["terminated"].any(0).float().mean()}

@@ -25,9 +25,10 @@ With a `structure` (`dzsc.known_structure`, e.g. Reacher), the sampled next obse
 are recomputed from the others (s' <- consistent(s, s')) and r is the environment's exact reward of
 (s, a, s'); the penalties still measure the elites' disagreement.
 
-A start state's rollout ends at the first step with `terminated | cut`: that step is still a valid
-transition (the caller treats `terminated` as a terminal and `cut` as a truncation), and every later
-step is invalid (`valid` False). `fit_world_model` stores quantiles of u_s on the held-out data in
+A start state's rollout ends at a predicted termination (that step is a valid, terminal transition) or
+before a transition the elites disagree on too much: that transition is dropped (`valid` False) and the
+step before it is marked `cut`, a truncation the caller bootstraps from the value of the state that step
+reached, a state produced by a transition the model was sure of. Every later step is invalid. `fit_world_model` stores quantiles of u_s on the held-out data in
 the model's metrics (`holdout_uncertainty_quantiles`) to help choose `cut_threshold`; `uncertainty()`
 measures it on any batch.
 """
@@ -87,10 +88,11 @@ class RolloutEnv:
         tensors with leading dimension B (log-probabilities, values, ...). Returns tensors stacked over
         time, `[T, B, ...]`: obs, actions, next_obs, rewards, penalised_rewards, penalties, uncertainty,
         terminated, cut, valid, plus the extras under their own names. `valid[t]` is True while the
-        rollout has not ended before step t; once `terminated | cut` fires at step t, steps t+1.. are
-        invalid: their rewards, penalties, uncertainty, terminated and cut are zero / False and their
-        observations are frozen at the last valid next observation. The policy is still called on the
-        whole batch (fixed shapes, no host synchronisation).
+        rollout has not ended: a step after a `terminated` or `cut` step is invalid, and so is a step whose
+        transition passes the cut threshold (`cut` then marks the step before it; a start state whose first
+        transition passes it has no valid step). Invalid steps' rewards, penalties, uncertainty, terminated
+        and cut are zero / False and their observations are frozen at the last valid next observation. The
+        policy is still called on the whole batch (fixed shapes, no host synchronisation).
         """
         if horizon < 1:
             raise ConfigError(f"rollout horizon must be >= 1, got {horizon}")
@@ -100,15 +102,17 @@ class RolloutEnv:
         for _ in range(horizon):
             action, extras = policy_fn(obs)
             out = self.step(obs, action, generator)
-            ended = out["terminated"] | out["cut"]
+            if "cut" in steps:  # the previous step is the last one of the rollouts this transition cuts
+                steps["cut"][-1] = steps["cut"][-1] | (alive & out["cut"])
+            keep = alive & ~out["cut"]
             row = {
-                "obs": obs, "actions": action, "valid": alive,
-                "next_obs": torch.where(alive[:, None], out["next_obs"], obs),
-                "rewards": torch.where(alive, out["reward"], 0.0),
-                "penalised_rewards": torch.where(alive, out["penalised_reward"], 0.0),
-                "penalties": torch.where(alive, out["penalty"], 0.0),
-                "uncertainty": torch.where(alive, out["uncertainty"], 0.0),
-                "terminated": out["terminated"] & alive, "cut": out["cut"] & alive,
+                "obs": obs, "actions": action, "valid": keep,
+                "next_obs": torch.where(keep[:, None], out["next_obs"], obs),
+                "rewards": torch.where(keep, out["reward"], 0.0),
+                "penalised_rewards": torch.where(keep, out["penalised_reward"], 0.0),
+                "penalties": torch.where(keep, out["penalty"], 0.0),
+                "uncertainty": torch.where(keep, out["uncertainty"], 0.0),
+                "terminated": out["terminated"] & keep, "cut": torch.zeros_like(keep),
             }
             clash = set(extras) & set(row)
             if clash:
@@ -117,7 +121,7 @@ class RolloutEnv:
             for key, value in row.items():
                 steps.setdefault(key, []).append(value)
             obs = row["next_obs"]
-            alive = alive & ~ended
+            alive = keep & ~out["terminated"]
         return {key: torch.stack(values) for key, values in steps.items()}
 
 

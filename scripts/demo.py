@@ -6,8 +6,10 @@
 3. train MOMA-PPO on `reacher-expert-mix-v0_2x1first_0` inside that model (the leader sees the
    target, the follower does not: the team must agree on one convention without ever acting in the
    real system), evaluating in the real simulator;
-4. write a learning-curve plot, a plot of the dataset's episodes per convention, and a video of the
-   trained agents; print the normalised score.
+4. write a learning-curve plot, a plot of the dataset's episodes per convention, a video of the
+   trained agents and a strip of its frames (each agent's bodies in its own colour); measure which
+   elbow convention the team ends its episodes in (`offline_marl.conventions`); print the
+   agreement and consistency, then the normalised score.
 Everything goes under --out_dir (default runs/demo); rerunning reuses the data and the world model
 and resumes or reuses the MOMA-PPO run.
 """
@@ -31,6 +33,7 @@ from dzsc.datasets.experts import elbow_convention  # noqa: E402
 from dzsc.datasets.generate import generate  # noqa: E402
 from dzsc.datasets.hdf5 import load_hdf5, save_hdf5  # noqa: E402
 from offline_marl import train_rl_model_based  # noqa: E402
+from offline_marl.conventions import analyse_run  # noqa: E402
 from offline_marl.train_worldmodel import train_world_model  # noqa: E402
 from offline_marl.world_model import WorldModelConfig  # noqa: E402
 
@@ -39,7 +42,7 @@ SCENARIO = "reacher-expert-mix-v0"
 # A smaller ensemble than the paper's 7 x 4x200 and a capped epoch count: the reacher dynamics are
 # smooth, and this keeps the demo within its 15-minute budget on 2 CPU cores (see README, "Demo").
 WORLD_MODEL_FLAGS = {"hidden_sizes": (200, 200, 200), "max_epochs": 15}
-MOMA_PPO_FLAGS = ["--max_training_step", "800", "--eval_frequency", "100", "--log_frequency", "20",
+MOMA_PPO_FLAGS = ["--max_training_step", "300", "--eval_frequency", "50", "--log_frequency", "10",
                   "--max_eval_episode", "50"]
 
 
@@ -116,9 +119,13 @@ def main() -> None:
         *MOMA_PPO_FLAGS])
     plot_learning_curve(run_dir, plots)
     videos = sorted((run_dir / "videos").glob("*.mp4"), key=lambda path: int(path.stem.removeprefix("step")))
+    conventions = analyse_run(run_dir, episodes=50)["summary"]
     print(f"[{time.perf_counter() - start:.0f} s] done")
     print(f"plots:  {os.path.abspath(plots)} (learning_curve.png, dataset_scores.png)")
-    print(f"video of the trained agents: {os.path.abspath(videos[-1]) if videos else 'none'}")
+    if videos:
+        print(f"video of the trained agents: {os.path.abspath(videos[-1])} (frames: {os.path.abspath(videos[-1].with_suffix('.png'))})")
+    print(f"conventions (50 episodes): agreement {conventions['agreement']:.2f} (majority {conventions['majority']}), "
+          f"consistency {conventions['consistency']:.2f}")
     print(f"final normalized score: {summary['final_normalized_score']:.1f} (run folder: {os.path.abspath(run_dir)})")
 
 

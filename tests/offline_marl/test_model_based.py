@@ -15,7 +15,7 @@ from offline_marl.algos.mappo import MAPPO, MAPPOConfig
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
-from offline_marl.world_model import WorldModelConfig, WorldModelNotFoundError, fit_world_model
+from offline_marl.world_model import EnsembleWorldModel, WorldModelConfig, WorldModelNotFoundError, fit_world_model
 
 TASK = "reacher-expert-C-v0_2x1_0"
 MIX_TASK = "reacher-expert-mix-v0_2x1_0"  # same agents and simulator as TASK, two-convention data
@@ -83,12 +83,23 @@ def test_moma_ppo_improves_on_the_untrained_policy(source, reacher_c_path, mix_p
         assert all(row["uncertainty"] == 0 and row["penalty"] == 0 for row in logged)
 
 
-def test_moma_ppo_cut_shortens_rollouts(reacher_c_path, world_model_path, tmp_path):
+def test_moma_ppo_cut_is_derived_from_the_models_held_out_disagreement(reacher_c_path, world_model_path, tmp_path):
+    model = EnsembleWorldModel.load(world_model_path)
+    q99 = model.info["metrics"]["holdout_uncertainty_quantiles"]["0.99"]
+    config = train_rl_model_based.MOMAPPOConfig(task_name=TASK)
+    assert config.resolved_cut_threshold(model) == pytest.approx(10.0 * q99)
+    assert train_rl_model_based.MOMAPPOConfig(task_name=TASK, cut_multiple=2.0).resolved_cut_threshold(model) == \
+        pytest.approx(2.0 * q99)
+    assert train_rl_model_based.MOMAPPOConfig(task_name=TASK, cut_threshold=0.3).resolved_cut_threshold(model) == 0.3
+    model.info["metrics"] = {}
+    with pytest.raises(ConfigError, match="--cut_threshold"):
+        config.resolved_cut_threshold(model)
+    # a threshold at the held-out 99th percentile cuts some of the policy's rollouts short, not all
     train_rl_model_based.main(moma_args(reacher_c_path, tmp_path / "run", 5, "--world_model", world_model_path,
-                                        "--cut_threshold", "1e-6"))
+                                        "--cut_multiple", "1"))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [row["rollout_length"] for row in rows if "rollout_length" in row] == [1.0]
-    assert all(row["cut_fraction"] == 1.0 for row in rows if "cut_fraction" in row)
+    (row,) = [row for row in rows if "rollout_length" in row]
+    assert 0 < row["cut_fraction"] < 1 and 0 < row["rollout_length"] < 10
 
 
 @pytest.mark.parametrize("entry", ["moma-ppo", "mb-itd3-bc"])

@@ -120,8 +120,11 @@ def test_cut_fires_exactly_when_uncertainty_passes_the_threshold(model, batch):
 
 def check_rollout_invariants(out, horizon, batch_size):
     valid, ended = out["valid"], out["terminated"] | out["cut"]
-    assert valid.shape == (horizon, batch_size) and valid[0].all()
-    assert torch.equal(valid[1:], valid[:-1] & ~ended[:-1])  # a rollout ends at its first terminated | cut ...
+    assert valid.shape == (horizon, batch_size)
+    assert not (valid[1:] & ~valid[:-1]).any()  # valid steps are a prefix
+    # a rollout ends at a terminated or cut step (or before its first transition); only the cut's
+    # dropped transition can end one without either flag
+    assert torch.equal(valid[1:] & ended[:-1], torch.zeros_like(valid[1:]))
     assert not (ended & ~valid).any()  # ... and nothing happens afterwards
     for key in ("rewards", "penalised_rewards", "penalties", "uncertainty"):
         assert (out[key][~valid] == 0).all(), key
@@ -141,17 +144,21 @@ def test_rollout_stops_at_the_cut_and_never_without_it(model, batch):
         policy, obs, 5, generator(7))
     assert all(torch.equal(below[key], free[key]) for key in free)
 
-    threshold = float(free["uncertainty"][0].median())
+    threshold = float(free["uncertainty"][:2].quantile(0.7))
     cut = ModelEnv(model, RolloutPenalty(cut_threshold=threshold)).rollout(policy, obs, 5, generator(7))
     check_rollout_invariants(cut, 5, 512)
-    first_cut = cut["cut"][0]
-    assert torch.equal(first_cut, free["uncertainty"][0] > threshold) and first_cut.any()
-    assert not cut["valid"][1:, first_cut].any()  # those rollouts really stopped
-    assert (cut["uncertainty"][1:, first_cut] == 0).all()
+    # a transition above the threshold is dropped: at the first step the rollout has no valid step at all ...
+    dropped_first = free["uncertainty"][0] > threshold
+    assert dropped_first.any() and torch.equal(cut["valid"][0], ~dropped_first)
+    assert not cut["valid"][:, dropped_first].any() and not cut["cut"][:, dropped_first].any()
+    # ... at the second, the first step is the last one, marked cut (a truncation: its next state came from a
+    # transition under the threshold), and nothing happens afterwards
+    cut_after_first = ~dropped_first & (free["uncertainty"][1] > threshold)
+    assert cut_after_first.any() and torch.equal(cut["cut"][0], cut_after_first)
+    assert not cut["valid"][1:, cut_after_first].any() and (cut["uncertainty"][1:, cut_after_first] == 0).all()
     assert cut["valid"][-1].any()  # and some ran to the horizon
-    ends = cut["valid"].sum(0)
-    assert len(set(ends.tolist())) >= 3  # rollouts of several lengths
-    np.testing.assert_array_less(cut["uncertainty"][cut["valid"] & ~cut["cut"]].numpy(), threshold + 1e-6)
+    assert len(set(cut["valid"].sum(0).tolist())) >= 3  # rollouts of several lengths
+    np.testing.assert_array_less(cut["uncertainty"][cut["valid"]].numpy(), threshold + 1e-6)  # no kept step above
 
 
 def test_the_termination_head_ends_rollouts(model, batch):
