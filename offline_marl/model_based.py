@@ -110,6 +110,6 @@ def rollout_statistics(rollout: dict) -> dict:
             "model_reward": (rollout["rewards"] * valid).sum() / n_valid,
             "penalty": (rollout["penalties"] * valid).sum() / n_valid,
             "uncertainty": (rollout["uncertainty"] * valid).sum() / n_valid,
-            # shortened by the cut: ended before the horizon without a termination (also cut at the first step)
-            "cut_fraction": ((rollout["valid"].sum(0) < valid.shape[0]) & ~rollout["terminated"].any(0)).float().mean(),
+            # shortened by the cut: truncated before a dropped transition, or its first transition dropped
+            "cut_fraction": (rollout["cut"].any(0) | ~rollout["valid"][0]).float().mean(),
             "terminated_fraction": rollout["terminated"].any(0).float().mean()}

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from dzsc.datasets.dataset import gather_agents
+from dzsc.tasks import get_task
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
 from offline_marl.config import flag, parse_config, run_cli
 from offline_marl.data import AgentSpace, DeviceDataset, merge_agents, split_agents
@@ -73,6 +74,7 @@ class MOMAPPO(MAPPO):
     def __init__(self, config: MOMAPPOConfig, space: AgentSpace, device: torch.device, env: RolloutEnv, views: dict):
         super().__init__(config, space, device)
         self.env, self.views = env, views
+        self.max_episode_steps = get_task(config.task_name).max_episode_steps
 
     def model_rollout(self, data: DeviceDataset, generator: torch.Generator) -> tuple[dict, dict]:
         """Synthetic transitions of the current policies from `n_envs` dataset states: (MAPPO's rollout
@@ -90,9 +92,14 @@ class MOMAPPO(MAPPO):
             env_actions = merge_agents(self.actor.clip_actions(actions), self.views, self.space.global_action_dim)
             return env_actions, {"agent_obs": agent_obs, "agent_actions": actions, "log_probs": log_probs}
 
-        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), c.rollout_len, generator)
-        last = torch.zeros_like(out["valid"])
-        last[-1] = True
+        horizon = min(c.rollout_len, self.max_episode_steps)
+        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), horizon, generator)
+        # no rollout runs past its start state's episode's time limit: the step that reaches it is a
+        # truncation (bootstrapped), as in the simulator; so is the rollout's last step
+        remaining = self.max_episode_steps - (starts - data.episode_start_of[starts])  # >= 1 steps
+        step = torch.arange(horizon, device=data.device)[:, None]
+        out["valid"] = out["valid"] & (step < remaining)
+        last = (step == torch.clamp(remaining, max=horizon) - 1) & out["valid"]
         rollout = {"agent_obs": out["agent_obs"], "global_obs": out["obs"], "actions": out["agent_actions"],
                    "log_probs": out["log_probs"], "rewards": out["penalised_rewards"],
                    "terminated": out["terminated"], "ends": out["terminated"] | out["cut"] | last,

@@ -1,5 +1,6 @@
 """MOMA-PPO and the model-based learners: they learn inside a perfect and a learned model, mix real and
 synthetic data, resume exactly and refuse bad flags."""
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +13,8 @@ from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.tasks import get_task
 from offline_marl import train_model_based_agent, train_rl_model_based
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, DeviceDataset
+from offline_marl.model_env import ModelEnv
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
 from offline_marl.world_model import EnsembleWorldModel, WorldModelConfig, WorldModelNotFoundError, fit_world_model
@@ -161,3 +163,27 @@ def test_bad_flags_are_refused(reacher_c_path, world_model_path, tmp_path):
         train_model_based_agent.main(["--alg_name", "iql", "--task_name", TASK, "--real_data_fraction", "1.5"])
     with pytest.raises(WorldModelNotFoundError):
         train_rl_model_based.main(base + ["--world_model", str(tmp_path / "missing.pt")])
+
+
+def test_moma_ppo_rollouts_stop_at_the_episodes_time_limit(mix_path, world_model_path):
+    # uniform start states 10 steps long: a start k steps before its episode's end gets k valid steps,
+    # the last of them an episode end (truncation); a whole-episode horizon is capped at the time limit
+    config = train_rl_model_based.MOMAPPOConfig(task_name=MIX_TASK, n_envs=300, rollout_len=10, start_states="uniform",
+                                                 cut_threshold=float("inf"), hidden_sizes=(16,))
+    dataset = load_dataset(MIX_TASK, path=mix_path)
+    data = DeviceDataset(dataset, torch.device("cpu"))
+    views = {key: torch.as_tensor(value) for key, value in agent_views(get_task(MIX_TASK)).items()}
+    env = ModelEnv(EnsembleWorldModel.load(world_model_path))
+    algorithm = train_rl_model_based.MOMAPPO(config, data.space, torch.device("cpu"), env, views)
+    generator = torch.Generator().manual_seed(0)
+    rollout, out = algorithm.model_rollout(data, generator)
+    starts = torch.randint(len(data), (300,), generator=torch.Generator().manual_seed(0))
+    remaining = 50 - (starts - data.episode_start_of[starts])
+    expected_length = remaining.clamp(max=10)
+    assert (expected_length < 10).any()
+    torch.testing.assert_close(rollout["valid"].sum(0), expected_length)
+    assert torch.equal(rollout["ends"][expected_length - 1, torch.arange(300)], torch.ones(300, dtype=torch.bool))
+    assert not rollout["terminated"].any()
+    whole = train_rl_model_based.MOMAPPO(dataclasses.replace(config, rollout_len=80), data.space,
+                                         torch.device("cpu"), env, views)
+    assert whole.model_rollout(data, generator)[0]["valid"].shape[0] == 50
