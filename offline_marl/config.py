@@ -48,7 +48,8 @@ class RunConfig:
     wandb_entity: str | None = flag(None, "wandb entity (default $WANDB_ENTITY, else your default entity)")
     wandb_group: str | None = flag(None, "wandb group of the run (scripts/sweep.py sets the sweep's name)")
     wandb_tags: str | None = flag(None, "comma-separated wandb tags (scripts/sweep.py sets ALG,TASK[,VARIANT])")
-    record_video: bool = flag(False, "save a video of the first evaluation episode at each evaluation")
+    record_video: bool = flag(False, "save a video of the first evaluation episode at each evaluation (agents in "
+                                     "their own colours) and a PNG strip of its frames")
 
     def validate(self) -> None:
         positive = ("batch_size", "max_training_step", "eval_frequency", "log_frequency", "checkpoint_frequency",

@@ -6,7 +6,7 @@ Run folder (`runs/{alg}/{task}/{run_name}/seed{N}/` or `--run_dir`):
                        and `normalized_score`; `time_s` / `updates_per_s` are the only timing fields
     checkpoints/last.pt  weights, optimisers, RNG states, counters, written atomically
     summary.json       final_normalized_score, best_normalized_score, steps, wall_time_s
-    videos/            with --record_video
+    videos/            with --record_video: step{N}.mp4 and step{N}.png (a strip of its frames) per evaluation
 
 Resume: the same command on the same run folder continues from the last checkpoint with the same
 results as an uninterrupted run (RNG states and the partial loss window are checkpointed; metric
