@@ -12,8 +12,9 @@ Each iteration (one runner step):
      (a random elite per transition, `offline_marl.model_env`): a_i ~ pi_i(.|o_i), executed clipped to
      the dataset's action range (`--action_range`), r~ = r - penalty(s, a), with the body's known
      observation relations and reward where it has them (`--known_structure`, `dzsc.known_structure`),
-     stopping a start state's rollout at a predicted termination or once the ensemble's disagreement
-     passes `--cut_threshold` (the adaptive cut; a cut is a truncation, bootstrapped by the critic);
+     stopping a start state's rollout at a predicted termination, at its episode's time limit, or before
+     a transition whose ensemble disagreement passes `--cut_threshold` (the adaptive cut: that
+     transition is dropped, the step before it is a truncation bootstrapped by the critic);
   3. one MA-PPO update (`offline_marl.algos.mappo`) on those synthetic transitions.
 Defaults, measured on `reacher-expert-mix-v0_2x1first_0` (README, "MOMA-PPO ablation"): rollouts of a
 whole episode (50 steps) from the episodes' first states, so the policies train on the states their own
