@@ -58,6 +58,11 @@ class MOMAPPOConfig(MAPPOConfig, ModelRolloutConfig):
     rollout_len: int = flag(50, "model steps per start state (fewer where the rollout is cut or terminates)")
     lr: float = flag(1e-3, "Adam learning rate of the policies and the critic")
     init_log_std: float = flag(-1.0, "initial log standard deviation of the Gaussian policies")
+    next_obs_penalty: float = flag(0.0, "reward penalty per unit of next-state disagreement between the elites (in "
+                                        "typical one-step changes); 0 on reacher, where it measured worse (README, "
+                                        "\"MOMA-PPO ablation\"); bodies without a known structure may need it")
+    reward_disagreement_penalty: float = flag(0.0, "reward penalty per unit of reward disagreement between elites; "
+                                                   "0 on reacher, as --next_obs_penalty")
     action_range: str = flag("dataset", "box the policies' actions are clipped to when executed, in the model and in "
                              "evaluation: each action dimension's range in the dataset (dataset; the model has seen "
                              "nothing outside it) or the action space's [-1, 1] (full)", ACTION_RANGES)

@@ -71,7 +71,8 @@ def test_moma_ppo_improves_on_the_untrained_policy(source, reacher_c_path, mix_p
         args = moma_args(reacher_c_path, tmp_path / "run", 40, "--perfect_wm")
     else:
         horizon = 50
-        args = _with(moma_args(mix_path, tmp_path / "run", 60, "--world_model", world_model_path),
+        args = _with(moma_args(mix_path, tmp_path / "run", 60, "--world_model", world_model_path,
+                               "--next_obs_penalty", "0.1"),
                      task_name=MIX_TASK, n_envs=20, rollout_len=horizon, start_states="episode_starts")
     summary = train_rl_model_based.main(args)
     baseline = untrained_score(0)
