@@ -1,11 +1,15 @@
 """Behaviour cloning, per agent (Pomerleau, 1991; as the BC baseline of Fu et al., 2020).
 
-Each agent i fits a tanh-Gaussian policy to its own actions in the data by maximum likelihood:
+Each agent i fits a Gaussian policy with a squashed mean to its own actions in the data by maximum
+likelihood:
 
-    L(theta) = - E_{(o, a) ~ D} [ sum_i log pi_theta_i(a_i | o_i) ],
+    L(theta) = - E_{(o, a) ~ D} [ sum_i log N(a_i; tanh(mu_i(o_i)), sigma_i^2) ],
 
-with log pi(a|o) = log N(atanh a; mu(o), sigma(o)^2) - sum log(1 - a^2). All agents' policies are
-one batched network. Acting uses the mean action tanh(mu(o)).
+with one learned log-std per agent and action dimension shared by all states (`--policy_std
+shared`, default; d3rlpy's stochastic BC and the IQL reference code use this form). The Gaussian is
+on the action itself, so dataset actions exactly on the bounds +-1 (clipped actions) have a finite
+likelihood without any clip (`offline_marl.nn.TanhGaussianPolicy.gaussian_log_prob`). All agents'
+policies are one batched network. Acting uses the mean action tanh(mu(o)).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from offline_marl.algos.base import OfflineConfig, PolicyInput, adam
+from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, policy_std_flag
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace
 from offline_marl.nn import TanhGaussianPolicy
@@ -23,6 +27,7 @@ from offline_marl.nn import TanhGaussianPolicy
 @dataclass
 class BCConfig(OfflineConfig):
     alg_name: str = flag("bc", "algorithm")
+    policy_std: str = policy_std_flag()
 
 
 class BC(nn.Module):
@@ -30,13 +35,13 @@ class BC(nn.Module):
         super().__init__()
         self.input = PolicyInput(config, space)
         self.policy = TanhGaussianPolicy(space.n_agents, self.input.dim, space.action_dim, config.hidden_sizes,
-                                         space.action_mask)
+                                         space.action_mask, std=config.policy_std)
         self.to(device)
         self.optimizers = {"policy": adam(self.parameters(), config.actor_lr)}
 
     def update(self, batch: dict) -> dict:
         obs = self.input(batch["agent_observations"], batch.get("history"))
-        loss = -self.policy.log_prob(obs, batch["agent_actions"]).mean()
+        loss = -self.policy.gaussian_log_prob(obs, batch["agent_actions"]).mean()
         self.optimizers["policy"].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizers["policy"].step()

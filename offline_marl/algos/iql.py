@@ -9,6 +9,12 @@ see `USES_REWARD_SCALE`). Q-bar denotes the Polyak-averaged target critics, Q-ba
     L_Q(theta)  = E_D[ 1/2 sum_k (r + gamma (1 - done) V_i(o_i') - Q_i^k(o_i, a_i))^2 ]
     L_pi(phi)   = -E_D[ min(exp(beta (Q-bar_i(o_i, a_i) - V_i(o_i))), w_max) log pi_i(a_i | o_i) ]
 
+with pi_i(a | o) = N(a; tanh(mu_i(o)), sigma_i^2): a Gaussian on the action around a squashed mean
+whose log-std sigma_i is one learned parameter per action dimension shared by all states (the IQL
+reference code's policy, `state_dependent_std=False, tanh_squash_distribution=False`; d3rlpy's
+too). It gives dataset actions on the bounds +-1 a finite likelihood without clipping.
+`--policy_std state` predicts the log-std per state instead.
+
 The expectile tau (> 0.5) makes V an upper expectile of Q over the data's actions, a soft maximum
 that never queries an action outside the dataset; the policy is then extracted by
 advantage-weighted regression with temperature beta. Defaults are the paper's locomotion ones:
@@ -38,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, soft_update
+from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, policy_std_flag, soft_update
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
@@ -51,6 +57,7 @@ class IQLConfig(OfflineConfig):
     expectile: float = flag(0.7, "expectile tau of the value regression, in (0, 1); 0.5 = mean (SARSA-like)")
     temperature: float = flag(3.0, "inverse temperature beta of the advantage weights exp(beta A)")
     max_weight: float = flag(100.0, "upper clip of the advantage weights exp(beta A)")
+    policy_std: str = policy_std_flag()
     actor_cosine_schedule: bool = flag(True, "decay the policy learning rate to 0 over max_training_step with a "
                                               "cosine (as in the IQL paper's locomotion runs)")
 
@@ -127,7 +134,8 @@ class IQL(IQLLearner):
         self.config = config
         n, hidden = space.n_agents, config.hidden_sizes
         self.input = PolicyInput(config, space)
-        self.policy = TanhGaussianPolicy(n, self.input.dim, space.action_dim, hidden, space.action_mask)
+        self.policy = TanhGaussianPolicy(n, self.input.dim, space.action_dim, hidden, space.action_mask,
+                                         std=config.policy_std)
         self.q = QEnsemble(n, space.obs_dim, space.action_dim, hidden, n_q=2)
         self.v = ValueNet(n, space.obs_dim, hidden)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
@@ -148,7 +156,7 @@ class IQL(IQLLearner):
         q_loss = (self.q(obs, actions) - backup).square().mean()
         advantage = target_q - v.detach()
         weights = advantage_weights(advantage, c.temperature, c.max_weight)
-        log_prob = self.policy.log_prob(self.input(obs, batch.get("history")), actions)
+        log_prob = self.policy.gaussian_log_prob(self.input(obs, batch.get("history")), actions)
         policy_loss = -(weights * log_prob).mean()
         losses = {"q_loss": q_loss, "value_loss": value_loss, "policy_loss": policy_loss,
                   "advantage": advantage.mean(), "weight": weights.mean()}

@@ -2,8 +2,9 @@
 (2024, "A Model-Based Solution to the Offline Multi-Agent Reinforcement Learning Coordination
 Problem"), i.e. IQL (Kostrikov et al., 2022) on QMIX-style mixed values (Rashid et al., 2018).
 
-Per agent i: twin critics Q_i^k(o_i, a_i) (k = 1, 2), a value V_i(o_i) and a tanh-Gaussian policy
-pi_i(a_i | o_i), each one batched network over agents. Hypernetworks of the global information mix
+Per agent i: twin critics Q_i^k(o_i, a_i) (k = 1, 2), a value V_i(o_i) and IQL's Gaussian policy
+pi_i(a_i | o_i) = N(a_i; tanh(mu_i(o_i)), sigma_i^2) (shared log-std, see `offline_marl.algos.iql`),
+each one batched network over agents. Hypernetworks of the global information mix
 them into team values (s: the global observation, a: the joint action):
 
     Q_tot^k(s, a) = sum_i w_i^k(s, a) Q_i^k(o_i, a_i) + b^k(s, a),   w^k(s, a) = |hyper_Q^k(s, a)|_{1..n}
@@ -103,7 +104,7 @@ class MAIQL(IQLLearner):
         self.config = config
         self.input = PolicyInput(config, space)
         self.policy = TanhGaussianPolicy(space.n_agents, self.input.dim, space.action_dim, config.hidden_sizes,
-                                         space.action_mask)
+                                         space.action_mask, std=config.policy_std)
         self.critic = TeamCritic(space, config.hidden_sizes, config.mixer_hidden_sizes)
         self.value = TeamValue(space, config.hidden_sizes, config.mixer_hidden_sizes)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -124,7 +125,7 @@ class MAIQL(IQLLearner):
         advantage = target_q - v.detach()
         weights = advantage_weights(advantage, c.temperature, c.max_weight)
         obs = self.input(batch["agent_observations"], batch.get("history"))
-        log_prob = self.policy.log_prob(obs, batch["agent_actions"]).sum(0)  # sum_i log pi_i(a_i | o_i): [B]
+        log_prob = self.policy.gaussian_log_prob(obs, batch["agent_actions"]).sum(0)  # sum_i log pi_i(a_i | o_i): [B]
         policy_loss = -(weights * log_prob).mean()
 
         losses = {"q_loss": q_loss, "value_loss": value_loss, "policy_loss": policy_loss,

@@ -144,7 +144,7 @@ def test_zero_temperature_is_behaviour_cloning(name):
     """beta = 0: every advantage weight is 1, so the policy loss is the (summed) negative log-likelihood."""
     algorithm = build(name, temperature=0.0)
     batch = random_batch(torch.Generator().manual_seed(0))
-    log_prob = algorithm.policy.log_prob(batch["agent_observations"], batch["agent_actions"])
+    log_prob = algorithm.policy.gaussian_log_prob(batch["agent_observations"], batch["agent_actions"])
     expected = -log_prob.mean() if name == "iql" else -log_prob.sum(0).mean()
     losses = algorithm.update(batch)
     assert losses["weight"].item() == 1.0
