@@ -17,7 +17,7 @@ from torch import nn
 
 from offline_marl.config import RunConfig, flag
 from offline_marl.data import AgentSpace
-from offline_marl.nn import POLICY_STD, HistoryEncoder
+from offline_marl.nn import HistoryEncoder
 
 
 @dataclass
@@ -30,13 +30,6 @@ class OfflineConfig(RunConfig):
     discount: float = flag(0.99, "discount factor gamma")
     tau: float = flag(0.005, "target network Polyak rate: target <- (1 - tau) target + tau online")
     history_dim: int = flag(64, "width of the history encoding (with --memory_len > 0)")
-
-
-def policy_std_flag(default: str = "shared"):
-    """`--policy_std` of the likelihood learners (BC, IQL, MA-IQL): see `offline_marl.nn.TanhGaussianPolicy`."""
-    return flag(default, "policy log-std head: shared = one learned log-std per agent and action dimension for "
-                         "every state (the IQL paper's and d3rlpy's); state = predicted per state by the network",
-                POLICY_STD)
 
 
 class PolicyInput(nn.Module):

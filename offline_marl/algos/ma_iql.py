@@ -104,7 +104,7 @@ class MAIQL(IQLLearner):
         self.config = config
         self.input = PolicyInput(config, space)
         self.policy = TanhGaussianPolicy(space.n_agents, self.input.dim, space.action_dim, config.hidden_sizes,
-                                         space.action_mask, std=config.policy_std)
+                                         space.action_mask, std="shared")
         self.critic = TeamCritic(space, config.hidden_sizes, config.mixer_hidden_sizes)
         self.value = TeamValue(space, config.hidden_sizes, config.mixer_hidden_sizes)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)

@@ -7,7 +7,6 @@ from offline_marl.algos.cql import CQL, CQLConfig
 from offline_marl.algos.iql import IQL, IQLConfig
 from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig
 from offline_marl.data import AgentSpace
-from offline_marl.errors import ConfigError
 from offline_marl.nn import LOG_STD_MIN, TanhGaussianPolicy
 
 G, OBS, ACT, HIDDEN = 2, 4, 3, (8,)
@@ -50,11 +49,13 @@ def test_unknown_std_head_is_refused():
         TanhGaussianPolicy(G, OBS, ACT, HIDDEN, mask(), std="diagonal")
 
 
-@pytest.mark.parametrize("config_class", [BCConfig, IQLConfig, MAIQLConfig])
-def test_policy_std_flag_default_and_bad_value(config_class):
-    assert config_class().policy_std == "shared"
-    with pytest.raises(ConfigError, match="--policy_std must be one of shared, state"):
-        config_class(policy_std="diagonal").validate()
+@pytest.mark.parametrize("config_class, algorithm_class", [(BCConfig, BC), (IQLConfig, IQL), (MAIQLConfig, MAIQL),
+                                                           (CQLConfig, CQL)])
+def test_likelihood_learners_use_the_shared_head_and_cql_the_per_state_one(config_class, algorithm_class):
+    space = AgentSpace(n_agents=G, obs_dim=OBS, action_dim=ACT, global_obs_dim=6, global_action_dim=5,
+                       obs_mask=torch.ones(G, OBS, dtype=torch.bool), action_mask=mask())
+    algorithm = algorithm_class(config_class(hidden_sizes=HIDDEN), space, torch.device("cpu"))
+    assert algorithm.policy.std == ("state" if algorithm_class is CQL else "shared")
 
 
 @pytest.mark.parametrize("std", ["shared", "state"])
