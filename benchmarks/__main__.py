@@ -1,7 +1,9 @@
-"""Run every benchmark: `python -m benchmarks [NAME ...]` (names: dataset_memory, generation, updates, world_model, mappo)."""
+"""Run every benchmark: `python -m benchmarks [NAME ...]`, or one with its flags: `python -m benchmarks NAME --flag ...`
+(names: dataset_memory, generation, updates, world_model, mappo, quality)."""
 import sys
 
-from benchmarks import bench_dataset_memory, bench_generation, bench_mappo, bench_updates, bench_world_model
+from benchmarks import (bench_dataset_memory, bench_generation, bench_mappo, bench_quality, bench_updates,
+                        bench_world_model)
 
 BENCHMARKS = {
     "dataset_memory": bench_dataset_memory.main,
@@ -9,12 +11,17 @@ BENCHMARKS = {
     "updates": bench_updates.main,
     "world_model": bench_world_model.main,
     "mappo": bench_mappo.main,
+    "quality": bench_quality.main,
 }
 
 if __name__ == "__main__":
-    names = sys.argv[1:] or list(BENCHMARKS)
+    args = sys.argv[1:]
+    first_flag = next((i for i, arg in enumerate(args) if arg.startswith("-")), len(args))
+    names, flags = args[:first_flag] or list(BENCHMARKS), args[first_flag:]
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    if flags and len(names) != 1:
+        sys.exit(f"flags {flags} need exactly one benchmark name before them, e.g. `python -m benchmarks quality --seeds 1`")
     for name in names:
-        BENCHMARKS[name]()
+        BENCHMARKS[name](flags) if flags else BENCHMARKS[name]()

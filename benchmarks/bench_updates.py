@@ -10,7 +10,8 @@
 Each comparison prints `RATIO <name>: <x.xx> (<ours>/s vs <peer>/s)`. `--device cuda` measures
 ours on the GPU (the d3rlpy comparison stays a CPU one and is skipped there).
 
-    python -m benchmarks.bench_updates [--device cpu|cuda]
+    python -m benchmarks.bench_updates [--device cpu|cuda] [--algs cql ...]
+    OMP_NUM_THREADS=1 python -m benchmarks updates --algs cql     # both libraries on one thread
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ SIZE = 20_000
 
 def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: torch.device) -> float:
     config_class, algorithm_class = ALGORITHMS[alg]
-    config = config_class(task_name=task)
+    # CQL's full update (critic and SAC actor), not its cheaper behaviour-cloning warm-up
+    config = config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
     dataset = load_dataset(task, path=path)
     data = DeviceDataset(dataset, device)
     algorithm = algorithm_class(config, data.space, device)
@@ -57,7 +59,9 @@ def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: to
 def main(argv: list[str] = ()) -> None:
     parser = argparse.ArgumentParser(description="updates/s against d3rlpy and agent scaling")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    device = torch.device(parser.parse_args(list(argv)).device)
+    parser.add_argument("--algs", nargs="+", default=list(ALGS), choices=ALGS, help="algorithms to measure")
+    args = parser.parse_args(list(argv))
+    device, algs = torch.device(args.device), tuple(args.algs)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "halfcheetah-random-gen.hdf5"
@@ -66,21 +70,21 @@ def main(argv: list[str] = ()) -> None:
         where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU threads {torch.get_num_threads()}"
         print(f"[updates] {SIZE} halfcheetah transitions, 2x256 MLPs, batch 256, {where}")
         ours = {alg: ours_updates_per_s(alg, "halfcheetah-random-gen_1x6_full", path, UPDATES[alg], device)
-                for alg in ALGS}
+                for alg in algs}
         if device.type == "cuda":
-            for alg in ALGS:
+            for alg in algs:
                 print(f"  {alg}: {ours[alg]:.0f} updates/s on {where}")
         elif PEER_PYTHON.exists():
-            out = subprocess.run([str(PEER_PYTHON), "benchmarks/d3rlpy_peer.py", str(path), "300", *ALGS],
+            out = subprocess.run([str(PEER_PYTHON), "benchmarks/d3rlpy_peer.py", str(path), "300", *algs],
                                  capture_output=True, text=True, check=True)
             peer = json.loads(out.stdout.strip().splitlines()[-1])
-            for alg in ALGS:
+            for alg in algs:
                 print(f"RATIO {alg}-vs-d3rlpy: {ours[alg] / peer[alg]:.2f} ({ours[alg]:.0f}/s vs {peer[alg]:.0f}/s)")
         else:
             print(f"d3rlpy peer not installed ({PEER_PYTHON}); `make bench` builds it")
-            for alg in ALGS:
+            for alg in algs:
                 print(f"  {alg}: {ours[alg]:.0f} updates/s")
-        for alg in ALGS:
+        for alg in algs:
             split = ours_updates_per_s(alg, "halfcheetah-random-gen_6x1_0", path, UPDATES[alg] // 2, device)
             print(f"RATIO {alg}-6x1-over-1x6-time: {ours[alg] / split:.2f} ({split:.0f}/s vs {ours[alg]:.0f}/s)")
 

@@ -50,16 +50,51 @@ class BatchedMLP(nn.Module):
         return self.layers[-1](x)
 
 
-class TanhGaussianPolicy(nn.Module):
-    """a = tanh(u), u ~ N(mu(o), sigma(o)^2), per agent; log pi(a|o) = log N(u) - sum log(1 - tanh(u)^2)."""
+POLICY_STD = ("shared", "state")
+# Dataset actions on the bounds: |a| = 1 has no finite pre-tanh value, so the squashed likelihood
+# clips its targets to |a| <= 1 - ACTION_BOUND_EPS (pre-tanh |u| <= atanh(1 - 1e-6) = 7.25), as the
+# CQL authors' rlkit `atanh` does. The Gaussian likelihood needs no clip.
+ACTION_BOUND_EPS = 1e-6
 
-    def __init__(self, groups: int, obs_dim: int, action_dim: int, hidden: tuple[int, ...], action_mask: torch.Tensor):
+
+class TanhGaussianPolicy(nn.Module):
+    """a = tanh(u), u ~ N(mu(o), sigma^2), per agent (G groups, one batched network).
+
+    The log-std comes from one of two heads (`std`):
+      "state":  log sigma(o) is a second output of the network, per state (SAC; CQL's actor);
+      "shared": log sigma is one learned parameter per agent and action dimension, the same for
+                every state, initialised to 0 (the IQL paper's policy, Kostrikov et al. 2022, and
+                d3rlpy's IQL / AWAC policies).
+    Either is clamped to [LOG_STD_MIN, LOG_STD_MAX].
+
+    Two likelihoods of dataset actions (padded action entries masked out):
+      `log_prob`          the squashed density, log N(u; mu, sigma^2) - sum log(1 - tanh(u)^2), u = atanh(a),
+                          with a clipped to |a| <= 1 - ACTION_BOUND_EPS (SAC / CQL);
+      `gaussian_log_prob` log N(a; tanh(mu), sigma^2), a Gaussian on the action itself around the
+                          squashed mean (the IQL reference code's `tanh_squash_distribution=False`,
+                          d3rlpy's IQL): finite and smooth at a = +-1 without any clip.
+    `sample` draws squashed actions (reparameterised) with their squashed log-density; acting uses
+    tanh(mu(o)), the mode of both.
+    """
+
+    def __init__(self, groups: int, obs_dim: int, action_dim: int, hidden: tuple[int, ...], action_mask: torch.Tensor,
+                 std: str = "state"):
         super().__init__()
-        self.net = BatchedMLP(groups, obs_dim, hidden, 2 * action_dim)
+        if std not in POLICY_STD:
+            raise ValueError(f"std must be one of {POLICY_STD}, got {std!r}")
+        self.std = std
+        self.net = BatchedMLP(groups, obs_dim, hidden, (2 if std == "state" else 1) * action_dim)
+        if std == "shared":
+            self.log_std = nn.Parameter(torch.zeros(groups, 1, action_dim))
         self.register_buffer("action_mask", action_mask.float()[:, None, :])  # [G, 1, A]
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        """obs [G, B, O] -> pre-tanh mean and log-std, both [G, B, A]."""
+        if self.std == "state":
+            mean, log_std = self.net(obs).chunk(2, dim=-1)
+        else:
+            mean = self.net(obs)
+            log_std = self.log_std.expand_as(mean)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def _log_prob_pre_tanh(self, mean, log_std, u) -> torch.Tensor:
@@ -74,10 +109,16 @@ class TanhGaussianPolicy(nn.Module):
         return torch.tanh(u) * self.action_mask, self._log_prob_pre_tanh(mean, log_std, u)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """log pi(action | obs) for dataset actions (clipped inside (-1, 1) before atanh)."""
+        """Squashed log pi(action | obs) [G, B], targets clipped to |a| <= 1 - ACTION_BOUND_EPS before atanh."""
         mean, log_std = self.distribution(obs)
-        u = torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6))
+        u = torch.atanh(action.clamp(-1.0 + ACTION_BOUND_EPS, 1.0 - ACTION_BOUND_EPS))
         return self._log_prob_pre_tanh(mean, log_std, u)
+
+    def gaussian_log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log N(action; tanh(mu(obs)), sigma^2) summed over real action entries: [G, B]."""
+        mean, log_std = self.distribution(obs)
+        normal = -0.5 * ((action - torch.tanh(mean)) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        return (normal * self.action_mask).sum(-1)
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.distribution(obs)[0]) * self.action_mask

@@ -27,6 +27,22 @@ Actor and temperature (SAC):
     L_pi    = sum_i E[alpha_i log pi_i(a|o) - min_k Q_ik(o, a)],   a ~ pi_i(.|o) (reparameterised)
     L_alpha = sum_i -log alpha_i E[log pi_i(a|o) + H_i],            H_i = -|A_i| (real action entries only)
 
+Behaviour-cloning warm-up (`--policy_eval_start N`, the CQL authors' `policy_eval_start`): for the
+first N updates the actor maximises the likelihood of the data's actions instead of Q,
+
+    L_pi^BC = sum_i E[alpha_i log pi_i(a|o) - log N(a_i^data; tanh(mu_i(o_i)), sigma_i(o_i)^2)],   a ~ pi_i(.|o),
+
+while the critics, the temperature and the targets train as usual; from update N on, L_pi above.
+Default N = 40,000, the authors' D4RL MuJoCo script (`examples/cql_mujoco_new.py`; they report
+that 10,000-40,000 work alike). At budgets below N the policy is pure (entropy-regularised) BC,
+which is what the authors' CQL is at those budgets; `--policy_eval_start 0` turns it off (d3rlpy's
+CQL has no warm-up). One deviation: the authors score the data with the squashed density, whose
+targets atanh(a) are infinite at a = +-1 and, clipped to 1 - 1e-6 (pre-tanh 7.25), are fitted best
+by the largest std, not by moving the mean: on data whose actions sit on the bounds (clipped PPO
+actions) that policy stays at chance (tests/offline_marl/test_policy_heads.py). The warm-up uses
+the Gaussian likelihood around the squashed mean instead (`TanhGaussianPolicy.gaussian_log_prob`,
+as BC and IQL do), with the same per-state std the SAC actor samples with.
+
 Default alpha_cql = 5.0: the conservative weight of the CQL authors' D4RL MuJoCo locomotion runs
 (`min_q_weight=5.0`), also d3rlpy's default `conservative_weight`. Entropy is not backed up in the
 target by default, as in the authors' implementation (`deterministic_backup`) and JaxCQL.
@@ -60,6 +76,8 @@ class CQLConfig(OfflineConfig):
     backup_entropy: bool = flag(False, "subtract alpha log pi(a'|o') in the critic target (SAC's soft backup)")
     cql_lagrange: bool = flag(False, "learn the conservative weight per agent by dual descent on --cql_target_gap")
     cql_target_gap: float = flag(10.0, "with --cql_lagrange: the largest allowed CQL gap (threshold tau)")
+    policy_eval_start: int = flag(40_000, "updates of behaviour-cloning warm-up of the policy before its CQL/SAC "
+                                          "objective (the CQL authors' policy_eval_start); 0 = none")
 
     def validate(self) -> None:
         super().validate()
@@ -69,6 +87,9 @@ class CQLConfig(OfflineConfig):
             raise ConfigError(f"--initial_temperature must be > 0, got {self.initial_temperature}")
         if self.alpha_cql < 0:
             raise ConfigError(f"--alpha_cql must be >= 0, got {self.alpha_cql}")
+        if self.policy_eval_start < 0:
+            raise ConfigError(f"--policy_eval_start must be >= 0 (0 = no behaviour-cloning warm-up), "
+                              f"got {self.policy_eval_start}")
 
 
 # ----- shared CQL building blocks (also used by OMAR) -------------------------------------------------------------
@@ -126,6 +147,7 @@ class CQL(nn.Module):
     def __init__(self, config: CQLConfig, space: AgentSpace, device: torch.device):
         super().__init__()
         self.config = config
+        self.updates = 0  # checkpointed (extra state): the warm-up ends at update policy_eval_start
         n = space.n_agents
         self.input = PolicyInput(config, space)
         self.policy = TanhGaussianPolicy(n, self.input.dim, space.action_dim, config.hidden_sizes, space.action_mask)
@@ -144,6 +166,12 @@ class CQL(nn.Module):
         if config.cql_lagrange:
             self.optimizers["alpha_prime"] = adam([self.log_alpha_prime], config.critic_lr)
 
+    def get_extra_state(self) -> dict:
+        return {"updates": self.updates}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+
     def update(self, batch: dict) -> dict:
         config, n_samples = self.config, self.config.n_actions
         obs, next_obs, actions = batch["agent_observations"], batch["agent_next_observations"], batch["agent_actions"]
@@ -152,8 +180,8 @@ class CQL(nn.Module):
 
         # One policy evaluation at o (with gradient: sample 0 is the actor's, the rest are CQL proposals)
         # and one at o' (sample 0 for the target, the rest CQL proposals).
-        policy_actions, policy_log_probs = sample_policy(self.policy, self.input(obs, batch.get("history")),
-                                                         n_samples + 1)
+        policy_obs = self.input(obs, batch.get("history"))
+        policy_actions, policy_log_probs = sample_policy(self.policy, policy_obs, n_samples + 1)
         with torch.no_grad():
             next_actions, next_log_probs = sample_policy(self.policy, self.input(next_obs, batch.get("next_history")),
                                                          n_samples + 1)
@@ -189,10 +217,13 @@ class CQL(nn.Module):
 
         # Actor and temperature, on the critics just updated (gradients reach the action, not the critics' weights).
         action, log_prob = policy_actions[:, :, 0], policy_log_probs[:, :, 0]
-        self.critic.requires_grad_(False)
-        q_policy = self.critic(obs, action).amin(0)  # [n, B]
-        self.critic.requires_grad_(True)
-        actor_loss = (temperature[:, None] * log_prob - q_policy).mean(-1).sum()
+        if self.updates < config.policy_eval_start:  # behaviour-cloning warm-up: the data's likelihood replaces Q
+            objective = self.policy.gaussian_log_prob(policy_obs, actions)  # [n, B]
+        else:
+            self.critic.requires_grad_(False)
+            objective = self.critic(obs, action).amin(0)  # min_k Q_ik(o, a): [n, B]
+            self.critic.requires_grad_(True)
+        actor_loss = (temperature[:, None] * log_prob - objective).mean(-1).sum()
         temperature_loss = -(self.log_temperature * (log_prob.detach() - self.action_counts[:, None]).mean(-1)).sum()
         self.optimizers["actor"].zero_grad(set_to_none=True)
         self.optimizers["temperature"].zero_grad(set_to_none=True)
@@ -200,6 +231,7 @@ class CQL(nn.Module):
         self.optimizers["actor"].step()
         self.optimizers["temperature"].step()
         soft_update(self.target_critic, self.critic, config.tau)
+        self.updates += 1
 
         return {"critic_loss": td_loss.detach().mean(), "cql_gap": gap.detach().mean(),
                 "q_data": q_data.detach().mean(),

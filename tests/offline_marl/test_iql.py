@@ -114,6 +114,26 @@ def test_ma_iql_critic_and_value_shapes():
     assert algorithm.act(batch["agent_observations"], None).shape == (N_AGENTS, BATCH, ACT)
 
 
+def test_authors_mixer_has_free_weights_one_q_mixer_and_takes_the_min_before_mixing():
+    batch = random_batch(torch.Generator().manual_seed(0))
+    authors, monotonic = build("ma-iql", mixer="authors"), build("ma-iql")
+    assert authors.critic.mixer.heads == 1 and monotonic.critic.mixer.heads == 2
+    cond = torch.cat([batch["observations"], batch["actions"]], dim=-1)
+    weights, bias = authors.critic.mixer.coefficients(cond)
+    assert (weights < 0).any()  # unconstrained
+    assert (monotonic.critic.mixer.coefficients(cond)[0] >= 0).all()
+    per_agent = authors.critic.q(batch["agent_observations"], batch["agent_actions"])  # [2, n, B]
+    mixed = authors.critic(batch)  # both critics through the one mixer
+    assert torch.allclose(mixed, torch.einsum("bn,knb->kb", weights[0], per_agent) + bias)
+    assert torch.allclose(authors.critic.clipped(batch),
+                          torch.einsum("bn,nb->b", weights[0], per_agent.min(0).values) + bias[0])
+    assert torch.equal(monotonic.critic.clipped(batch), monotonic.critic(batch).min(0).values)
+    v_weights, _ = authors.value.mixer.coefficients(batch["observations"])
+    assert (v_weights < 0).any()
+    losses = authors.update(batch)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 @pytest.mark.parametrize("memory_len", [0, MEMORY])
 def test_updates_are_deterministic_and_finite(name, memory_len):
@@ -144,7 +164,7 @@ def test_zero_temperature_is_behaviour_cloning(name):
     """beta = 0: every advantage weight is 1, so the policy loss is the (summed) negative log-likelihood."""
     algorithm = build(name, temperature=0.0)
     batch = random_batch(torch.Generator().manual_seed(0))
-    log_prob = algorithm.policy.log_prob(batch["agent_observations"], batch["agent_actions"])
+    log_prob = algorithm.policy.gaussian_log_prob(batch["agent_observations"], batch["agent_actions"])
     expected = -log_prob.mean() if name == "iql" else -log_prob.sum(0).mean()
     losses = algorithm.update(batch)
     assert losses["weight"].item() == 1.0

@@ -210,6 +210,51 @@ def test_sample_policy_log_probs_match_the_policy():
         assert torch.allclose(cql.policy.log_prob(obs, actions[:, :, s]), log_probs[..., s], atol=1e-3)
 
 
+def cql_actor_after_updates(policy_eval_start: int, updates: int, perturb_critic: bool) -> list[torch.Tensor]:
+    """The actor's weights after `updates` CQL updates on fixed batches and RNG, optionally with other critics."""
+    torch.manual_seed(0)
+    cql = CQL(CQLConfig(hidden_sizes=SMALL, n_actions=3, policy_eval_start=policy_eval_start), padded_space(),
+              torch.device("cpu"))
+    if perturb_critic:
+        with torch.no_grad():
+            for critic in (cql.critic, cql.target_critic):
+                for parameter in critic.parameters():
+                    parameter.add_(0.5)
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(1)
+    for _ in range(updates):
+        cql.update(random_batch(padded_space(), 16, generator))
+    assert cql.updates == updates
+    return [p.detach().clone() for p in cql.policy.parameters()]
+
+
+def test_cql_warm_up_ignores_the_critic_until_policy_eval_start():
+    """During the behaviour-cloning warm-up the actor's step does not depend on the critics; the step at
+    update index policy_eval_start (the 3rd update for policy_eval_start = 2) does."""
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b))  # noqa: E731
+    assert same(cql_actor_after_updates(2, 2, False), cql_actor_after_updates(2, 2, True))
+    assert not same(cql_actor_after_updates(2, 3, False), cql_actor_after_updates(2, 3, True))
+    assert not same(cql_actor_after_updates(0, 1, False), cql_actor_after_updates(0, 1, True))
+
+
+def test_cql_warm_up_loss_is_entropy_regularised_behaviour_cloning_and_its_counter_is_checkpointed():
+    torch.manual_seed(0)
+    space = padded_space()
+    cql = CQL(CQLConfig(hidden_sizes=SMALL, n_actions=3, policy_eval_start=5), space, torch.device("cpu"))
+    batch = random_batch(space, 16, torch.Generator().manual_seed(0))
+    torch.manual_seed(3)
+    obs = batch["agent_observations"]
+    _, log_probs = sample_policy(cql.policy, obs, 4)  # the draw update() makes first (sample 0 = the actor's)
+    expected = (cql.log_temperature.exp()[:, None] * log_probs[:, :, 0]
+                - cql.policy.gaussian_log_prob(obs, batch["agent_actions"])).mean(-1).sum() / 2
+    torch.manual_seed(3)
+    losses = cql.update(batch)
+    assert losses["actor_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    restored = CQL(CQLConfig(hidden_sizes=SMALL, n_actions=3, policy_eval_start=5), space, torch.device("cpu"))
+    restored.load_state_dict(cql.state_dict())
+    assert restored.updates == 1
+
+
 def test_policy_delay_counter_and_normalizer_are_checkpointed():
     space = padded_space()
     generator = torch.Generator().manual_seed(0)
@@ -254,11 +299,12 @@ def test_observation_statistics_of_a_dataset_leave_padding_alone():
 # observation and its action-gradient is confounded: TD3+BC's Q term at the paper's alpha = 2.5 drives the policy
 # away from the data (scores below zero over 12k updates at the default sizes); alpha = 0.25 keeps the Q term
 # in play (lambda ~ 0.35) without letting it dominate. CQL's entropy temperature starts lower (0.1) because the
-# reacher rewards (~ -0.08 a step) are small against the default alpha = 1, which then dominates the actor loss.
+# reacher rewards (~ -0.08 a step) are small against the default alpha = 1, which then dominates the actor loss;
+# its behaviour-cloning warm-up is off (--policy_eval_start 0), so the test checks the CQL actor, not BC.
 LEARNING_BUDGETS = [
     ("itd3-bc", 1000, 50.0, ["--hidden_sizes", "64", "64", "--alpha", "0.25"]),
     ("cql", 1000, 25.0, ["--hidden_sizes", "64", "64", "--batch_size", "64", "--n_actions", "4", "--actor_lr", "3e-4",
-                         "--initial_temperature", "0.1"]),
+                         "--initial_temperature", "0.1", "--policy_eval_start", "0"]),
     ("omar", 1500, 25.0, ["--hidden_sizes", "64", "64", "--batch_size", "64", "--n_actions", "4"]),
 ]
 
@@ -274,6 +320,7 @@ def test_learns_on_reacher(alg_name, steps, minimum, flags, reacher_c_path, trai
 
 
 @pytest.mark.parametrize("alg_name, flag, value", [("itd3-bc", "policy_delay", "0"), ("cql", "n_actions", "0"),
+                                                   ("cql", "policy_eval_start", "-1"),
                                                    ("omar", "omar_elites", "30"), ("omar", "omar_coe", "1.5")])
 def test_invalid_flags_are_refused(alg_name, flag, value, tmp_path):
     from offline_marl.errors import ConfigError
