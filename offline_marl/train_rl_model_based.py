@@ -66,8 +66,9 @@ class MOMAPPOConfig(MAPPOConfig, ModelRolloutConfig):
     action_range: str = flag("dataset", "box the policies' actions are clipped to when executed, in the model and in "
                              "evaluation: each action dimension's range in the dataset (dataset; the model has seen "
                              "nothing outside it) or the action space's [-1, 1] (full)", ACTION_RANGES)
-    start_states: str = flag("episode_starts", "where rollouts start: dataset states drawn uniformly (uniform) or the "
-                             "first states of the dataset's episodes (episode_starts)", START_STATES)
+    start_states: str = flag("episode_starts", "where rollouts start: the first states of the dataset's episodes "
+                             "(episode_starts: for episodes one rollout covers, e.g. reacher's 50 steps) or dataset "
+                             "states drawn uniformly (uniform: for long episodes, e.g. locomotion's 1000)", START_STATES)
 
     def validate(self) -> None:
         super().validate()
