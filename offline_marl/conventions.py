@@ -77,6 +77,7 @@ from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
 from offline_marl.evaluate_ad_hoc_teamplay import EVAL_SEED, Team, find_run_dirs, load_run
 from offline_marl.evaluation import evaluate
+from offline_marl.runner import load_checkpoint
 
 STRAIGHT_TOLERANCE = 0.25  # rad: |q1| below this ends "between" the conventions
 POSE_TOLERANCE = 0.1  # rad: largest joint error to a convention's reaching pose that counts as on that pose
@@ -184,7 +185,7 @@ def analyse_run(run_dir: str | Path, episodes: int = 50, eval_seed: int = EVAL_S
     checkpoint = run_dir / "checkpoints" / "last.pt"
     if not checkpoint.exists():
         raise ConfigError(f"{run_dir} holds no checkpoints/last.pt: pass the folder of a finished or checkpointed run")
-    config = torch.load(checkpoint, map_location="cpu", weights_only=False)["config"]
+    config = load_checkpoint(checkpoint)["config"]
     task = get_task(config["task_name"])
     views = agent_views(task)
     space = AgentSpace.of_task(task, {key: torch.as_tensor(value, device=device) for key, value in views.items()})

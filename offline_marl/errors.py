@@ -14,5 +14,9 @@ class RunDirConflictError(ConfigError):
     """--run_dir already holds a run with a different configuration."""
 
 
+class CheckpointError(DzscError, ValueError):
+    """A checkpoint file cannot be read safely (it holds objects beyond tensors and plain containers)."""
+
+
 class TrainingDivergedError(DzscError, RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""

@@ -44,6 +44,7 @@ from offline_marl.config import run_cli
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
+from offline_marl.runner import load_checkpoint
 
 EVAL_SEED = 2_000_000  # away from the runner's evaluation episodes (1_000_000 + 1000 * seed)
 Loader = Callable[[dict, AgentSpace, torch.device], object]
@@ -148,7 +149,7 @@ def find_run_dirs(paths: list[str]) -> list[Path]:
 
 
 def load_run(run_dir: Path, space: AgentSpace, device: torch.device) -> LoadedRun:
-    checkpoint = torch.load(run_dir / "checkpoints" / "last.pt", map_location=device, weights_only=False)
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt", device)
     config = checkpoint["config"]
     policy = _resolve_loader(config["alg_name"])(checkpoint, space, device)
     return LoadedRun(run_dir, config, policy, int(config.get("memory_len") or 0))
@@ -177,7 +178,7 @@ def cross_play(run_dirs: list[Path], episodes: int = 20, eval_seed: int = EVAL_S
                task_name: str | None = None) -> dict:
     """Self-play and cross-play scores (normalised x100) of the runs; see the module docstring."""
     device = torch.device(device)
-    configs = [torch.load(d / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["config"]
+    configs = [load_checkpoint(d / "checkpoints" / "last.pt")["config"]
                for d in run_dirs]
     task = get_task(task_name or configs[0]["task_name"])
     views = agent_views(task)

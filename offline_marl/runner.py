@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import signal
 import time
@@ -39,7 +40,7 @@ from dzsc.datasets.dataset import agent_views
 from dzsc.tasks import get_task
 from offline_marl.config import RunConfig
 from offline_marl.data import AgentSpace, DeviceDataset
-from offline_marl.errors import RunDirConflictError, TrainingDivergedError
+from offline_marl.errors import CheckpointError, RunDirConflictError, TrainingDivergedError
 from offline_marl.evaluation import evaluate, save_frame_strip
 
 # Fields that may change between a run and its resumption.
@@ -174,7 +175,12 @@ def seed_everything(seed: int) -> None:
 
 
 def _rng_state(generator: torch.Generator) -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every RNG's state as tensors and plain containers, so `load_checkpoint` needs no unpickling of objects."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "sampler": generator.get_state()}
 
@@ -182,11 +188,24 @@ def _rng_state(generator: torch.Generator) -> dict:
 def _restore_rng(state: dict, generator: torch.Generator) -> None:
     """RNG states are CPU byte tensors whatever the device (`torch.load(map_location=cuda)` moves them)."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].cpu().numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     generator.set_state(state["sampler"].cpu())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """A run's checkpoint, read with `weights_only=True`: tensors and plain containers only, so a crafted file
+    cannot run code. A file that needs more (an older format, or not a checkpoint of this package) is refused."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(f"{path} holds more than tensors and plain containers, so it is not loaded (loading it "
+                              f"could run code): {str(error).splitlines()[-1][:200]}. If you wrote it with an older "
+                              "version of this package, train the run again into a new --run_dir") from None
 
 
 def prepare_run_dir(config: RunConfig) -> Path:
@@ -240,7 +259,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
     checkpoint_path = run_dir / "checkpoints" / "last.pt"
     state = {"step": 0, "best": None, "last": None, "wall_time_s": 0.0, "window": [], "window_names": None}
     if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        saved = load_checkpoint(checkpoint_path, device)
         algorithm.load_state_dict(saved["algorithm"])
         for name, optimizer in algorithm.optimizers.items():
             optimizer.load_state_dict(saved["optimizers"][name])

@@ -352,8 +352,9 @@ def _video(run_dir: Path, path: Path, device: str = "cpu") -> Path:
     from offline_marl import evaluate_ad_hoc_teamplay as teamplay
     from offline_marl.data import AgentSpace
     from offline_marl.evaluation import evaluate
+    from offline_marl.runner import load_checkpoint
 
-    config = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["config"]
+    config = load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]
     task = get_task(config["task_name"])
     views = agent_views(task)
     space = AgentSpace.of_task(task, {key: torch.as_tensor(value, device=device) for key, value in views.items()})

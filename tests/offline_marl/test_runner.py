@@ -13,7 +13,11 @@ import yaml
 
 from offline_marl import algos
 from offline_marl.algos.bc import BC
-from offline_marl.errors import ConfigError, RunDirConflictError, TrainingDivergedError, UnknownAlgorithmError
+from offline_marl.conventions import analyse_run
+from offline_marl.errors import (CheckpointError, ConfigError, RunDirConflictError, TrainingDivergedError,
+                                 UnknownAlgorithmError)
+from offline_marl.evaluate_ad_hoc_teamplay import cross_play
+from offline_marl.runner import load_checkpoint
 from offline_marl.train_agents import main
 
 TIMING = ("updates_per_s", "time_s")
@@ -149,3 +153,38 @@ def test_yaml_config_sets_defaults_and_flags_override(reacher_c_path, train_args
     main(["--config", str(config_file), "--seed", "6"] + train_args("bc", reacher_c_path, run_dir, 5, max_eval_episode=1))
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["batch_size"] == 16 and config["hidden_sizes"] == [16, 16] and config["seed"] == 6
+
+
+class _WritesAMarker:
+    """Unpickling this object would create a file: the test that no checkpoint reader runs code from one."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_checkpoint_runs_no_code_anywhere_it_is_read(reacher_c_path, train_args, tmp_path):
+    run_dir = tmp_path / "run"
+    args = train_args("bc", reacher_c_path, run_dir, 10, eval_frequency=10, log_frequency=10, max_eval_episode=1, **SMALL)
+    main(args)
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    assert load_checkpoint(checkpoint)["state"]["step"] == 10  # the package's own checkpoints load safely
+    saved = torch.load(checkpoint, weights_only=True)
+    marker = tmp_path / "code-ran"
+    saved["config"]["crafted"] = _WritesAMarker(marker)
+    torch.save(saved, checkpoint)
+    resume_args = train_args("bc", reacher_c_path, run_dir, 20, eval_frequency=10, log_frequency=10,
+                             checkpoint_frequency=10, max_eval_episode=1, **SMALL)
+    readers = {"resume": lambda: main(resume_args),
+               "conventions": lambda: analyse_run(run_dir, episodes=1),
+               "cross-play": lambda: cross_play([run_dir], episodes=1)}
+    for name, read in readers.items():
+        with pytest.raises(CheckpointError, match="not loaded"):
+            read()
+        assert not marker.exists(), name
+    resumed = subprocess.run([sys.executable, "-m", "offline_marl.train_agents", *resume_args], capture_output=True,
+                             text=True)
+    assert resumed.returncode == 2 and "Traceback" not in resumed.stderr and "not loaded" in resumed.stderr
+    assert not marker.exists()
