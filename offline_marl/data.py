@@ -44,6 +44,7 @@ class DeviceDataset:
         self.arrays["rewards"] = self.arrays["rewards"] * reward_scale
         self.views = {key: to(value) for key, value in dataset.views().items()}
         self.episode_start_of = to(dataset.episode_start_of)
+        self.episode_starts = to(dataset.episode_starts)
         self.space = AgentSpace.of_task(dataset.task, self.views)
 
     def __len__(self) -> int:

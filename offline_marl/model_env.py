@@ -81,14 +81,16 @@ class RolloutEnv:
         raise NotImplementedError
 
     def rollout(self, policy_fn: PolicyFn, start_obs: torch.Tensor, horizon: int,
-                generator: torch.Generator | None = None) -> dict:
+                generator: torch.Generator | None = None, steps_left: torch.Tensor | None = None) -> dict:
         """Run up to `horizon` steps from each start observation [B, obs_dim].
 
         `policy_fn(global_obs [B, obs]) -> (global_action [B, act], extras)` where extras is a dict of
         tensors with leading dimension B (log-probabilities, values, ...). Returns tensors stacked over
         time, `[T, B, ...]`: obs, actions, next_obs, rewards, penalised_rewards, penalties, uncertainty,
-        terminated, cut, valid, plus the extras under their own names. `valid[t]` is True while the
-        rollout has not ended: a step after a `terminated` or `cut` step is invalid, and so is a step whose
+        terminated, cut, truncated, valid, plus the extras under their own names. `steps_left` [B] (>= 1), if
+        given, is each start state's number of steps to its episode's time limit: the step that reaches it is
+        marked `truncated` and ends the rollout. `valid[t]` is True while the
+        rollout has not ended: a step after a `terminated`, `cut` or `truncated` step is invalid, and so is a step whose
         transition passes the cut threshold (`cut` then marks the step before it; a start state whose first
         transition passes it has no valid step). Invalid steps' rewards, penalties, uncertainty, terminated
         and cut are zero / False and their observations are frozen at the last valid next observation. The
@@ -99,7 +101,7 @@ class RolloutEnv:
         obs = start_obs
         alive = torch.ones(start_obs.shape[0], dtype=torch.bool, device=start_obs.device)
         steps: dict[str, list] = {}
-        for _ in range(horizon):
+        for t in range(horizon):
             action, extras = policy_fn(obs)
             out = self.step(obs, action, generator)
             if "cut" in steps:  # the previous step is the last one of the rollouts this transition cuts
@@ -113,6 +115,7 @@ class RolloutEnv:
                 "penalties": torch.where(keep, out["penalty"], 0.0),
                 "uncertainty": torch.where(keep, out["uncertainty"], 0.0),
                 "terminated": out["terminated"] & keep, "cut": torch.zeros_like(keep),
+                "truncated": keep & (t + 1 >= steps_left) if steps_left is not None else torch.zeros_like(keep),
             }
             clash = set(extras) & set(row)
             if clash:
@@ -121,7 +124,7 @@ class RolloutEnv:
             for key, value in row.items():
                 steps.setdefault(key, []).append(value)
             obs = row["next_obs"]
-            alive = keep & ~out["terminated"]
+            alive = keep & ~out["terminated"] & ~row["truncated"]
         return {key: torch.stack(values) for key, values in steps.items()}
 
 

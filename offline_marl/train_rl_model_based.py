@@ -82,13 +82,14 @@ class MOMAPPO(MAPPO):
         super().__init__(config, space, device)
         self.env, self.views = env, views
         self.max_episode_steps = get_task(config.task_name).max_episode_steps
+        self._actions_narrowed_to: DeviceDataset | None = None
 
     def model_rollout(self, data: DeviceDataset, generator: torch.Generator) -> tuple[dict, dict]:
         """Synthetic transitions of the current policies from `n_envs` dataset states: (MAPPO's rollout
         layout, the model-environment's raw output)."""
         c = self.config
         if c.start_states == "episode_starts":
-            pool = torch.as_tensor(data.dataset.episode_starts, device=data.device)
+            pool = data.episode_starts
             starts = pool[torch.randint(len(pool), (c.n_envs,), generator=generator, device=data.device)]
         else:
             starts = torch.randint(len(data), (c.n_envs,), generator=generator, device=data.device)
@@ -99,17 +100,16 @@ class MOMAPPO(MAPPO):
             env_actions = merge_agents(self.actor.clip_actions(actions), self.views, self.space.global_action_dim)
             return env_actions, {"agent_obs": agent_obs, "agent_actions": actions, "log_probs": log_probs}
 
-        horizon = min(c.rollout_len, self.max_episode_steps)
-        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), horizon, generator)
         # no rollout runs past its start state's episode's time limit: the step that reaches it is a
         # truncation (bootstrapped), as in the simulator; so is the rollout's last step
-        remaining = self.max_episode_steps - (starts - data.episode_start_of[starts])  # >= 1 steps
-        step = torch.arange(horizon, device=data.device)[:, None]
-        out["valid"] = out["valid"] & (step < remaining)
-        last = (step == torch.clamp(remaining, max=horizon) - 1) & out["valid"]
+        steps_left = self.max_episode_steps - (starts - data.episode_start_of[starts])
+        horizon = min(c.rollout_len, self.max_episode_steps)
+        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), horizon, generator, steps_left)
+        last = torch.zeros_like(out["valid"])
+        last[-1] = True
         rollout = {"agent_obs": out["agent_obs"], "global_obs": out["obs"], "actions": out["agent_actions"],
                    "log_probs": out["log_probs"], "rewards": out["penalised_rewards"],
-                   "terminated": out["terminated"], "ends": out["terminated"] | out["cut"] | last,
+                   "terminated": out["terminated"], "ends": out["terminated"] | out["cut"] | out["truncated"] | last,
                    "next_agent_obs": split_agents(out["next_obs"], self.views), "next_global_obs": out["next_obs"],
                    "valid": out["valid"]}
         return rollout, out
@@ -123,8 +123,9 @@ class MOMAPPO(MAPPO):
             bound.copy_(torch.where(self.actor.action_mask.bool(), per_agent[:, None, :], bound))
 
     def train_step(self, data: DeviceDataset, generator: torch.Generator) -> dict:
-        if self.config.action_range == "dataset":
+        if self.config.action_range == "dataset" and self._actions_narrowed_to is not data:
             self.narrow_actions_to(data)
+            self._actions_narrowed_to = data  # once per dataset (the bounds are also in checkpoints)
         rollout, out = self.model_rollout(data, generator)
         return {**self.update(rollout, generator), **rollout_statistics(out)}
 

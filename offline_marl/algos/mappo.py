@@ -17,7 +17,7 @@ One update on a rollout of T steps x E parallel episodes:
     delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t)
     A_t     = delta_t + gamma lambda (1 - end_t) A_{t+1}           (GAE, `gae`; R_t = A_t + V(s_t))
     rho_i   = pi_i(a_i | o_i) / pi_i,old(a_i | o_i)                 (one ratio per agent, shared A)
-    L_pi,i  = -E[min(rho_i A, clip(rho_i, 1 - eps, 1 + eps) A)] - alpha_i H(pi_i) + c_mu E[sum relu(|mu_i| - 1)^2]
+    L_pi,i  = -E[min(rho_i A, clip(rho_i, 1 - eps, 1 + eps) A)] - alpha_i H(pi_i) + c_mu E[sum d(mu_i, box)^2]
     L_V     = 1/2 E[max((V - R)^2, (V_old + clip(V - V_old, -eps_V, eps_V) - R)^2)]   (V_old: the critic's
               output before the update, so the clip bounds how far this update moves the network)
     L_alpha = sum_i log alpha_i (H(pi_i) - H_target,i)               (SAC-style adaptive entropy weight)
@@ -99,8 +99,8 @@ class MAPPOConfig(RunConfig):
                                        "towards; -0.5 = a standard deviation of about 0.15")
     init_entropy_coef: float = flag(0.01, "initial entropy weight alpha")
     entropy_coef_lr: float = flag(0.01, "Adam learning rate of log alpha; 0 = fixed entropy weight")
-    action_mean_penalty: float = flag(1.0, "weight of the penalty sum relu(|mu| - 1)^2 on Gaussian means outside "
-                                           "the action bounds [-1, 1]")
+    action_mean_penalty: float = flag(1.0, "weight of the penalty sum d(mu, box)^2 on Gaussian means outside the "
+                                           "box actions are executed in ([-1, 1] unless narrowed)")
     normalize_obs: bool = flag(True, "normalise observations by running moments (updated after each update)")
     value_norm: bool = flag(True, "learn values in units of running moments of the returns (MAPPO's ValueNorm)")
     n_envs: int = flag(10, "parallel simulators (episodes) per rollout, stepped in lockstep")
