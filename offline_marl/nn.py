@@ -50,6 +50,14 @@ class BatchedMLP(nn.Module):
         return self.layers[-1](x)
 
 
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def normal_log_density(z: torch.Tensor, log_std: torch.Tensor | float) -> torch.Tensor:
+    """Elementwise log N(x; mu, sigma^2) from z = (x - mu) / sigma and log sigma: -z^2 / 2 - log sigma - log(2 pi) / 2."""
+    return -0.5 * z ** 2 - log_std - HALF_LOG_2PI
+
+
 POLICY_STD = ("shared", "state")
 # Dataset actions on the bounds: |a| = 1 has no finite pre-tanh value, so the squashed likelihood
 # clips its targets to |a| <= 1 - ACTION_BOUND_EPS (pre-tanh |u| <= atanh(1 - 1e-6) = 7.25), as the
@@ -98,7 +106,7 @@ class TanhGaussianPolicy(nn.Module):
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def _log_prob_pre_tanh(self, mean, log_std, u) -> torch.Tensor:
-        normal = -0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        normal = normal_log_density((u - mean) / log_std.exp(), log_std)
         correction = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))  # log(1 - tanh(u)^2), stable
         return ((normal - correction) * self.action_mask).sum(-1)
 
@@ -117,7 +125,7 @@ class TanhGaussianPolicy(nn.Module):
     def gaussian_log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """log N(action; tanh(mu(obs)), sigma^2) summed over real action entries: [G, B]."""
         mean, log_std = self.distribution(obs)
-        normal = -0.5 * ((action - torch.tanh(mean)) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+        normal = normal_log_density((action - torch.tanh(mean)) / log_std.exp(), log_std)
         return (normal * self.action_mask).sum(-1)
 
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:

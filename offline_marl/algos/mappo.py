@@ -60,7 +60,7 @@ from offline_marl.algos.ma_iql import TeamValue
 from offline_marl.config import RunConfig, flag
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
-from offline_marl.nn import LOG_STD_MAX, LOG_STD_MIN, BatchedMLP
+from offline_marl.nn import LOG_STD_MAX, LOG_STD_MIN, BatchedMLP, normal_log_density
 
 CRITICS = ("centralised", "mixer")
 HALF_LOG_2PI_E = 0.5 * math.log(2.0 * math.pi * math.e)  # entropy of N(0, 1) per dimension
@@ -227,7 +227,7 @@ class GaussianActor(nn.Module):
         """log pi_i(a_i | o_i) summed over each agent's valid action entries: [G, B]."""
         log_std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         z = (actions - mean) / log_std.exp()
-        return ((-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)) * self.action_mask).sum(-1)
+        return (normal_log_density(z, log_std) * self.action_mask).sum(-1)
 
     def entropy(self) -> torch.Tensor:
         """H(pi_i) [G] (state-independent)."""
@@ -334,7 +334,7 @@ class MAPPO(nn.Module):
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         log_std = self.actor.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         actions = (mean + log_std.exp() * noise) * self.actor.action_mask
-        log_probs = ((-0.5 * noise.square() - log_std - 0.5 * math.log(2 * math.pi)) * self.actor.action_mask).sum(-1)
+        log_probs = (normal_log_density(noise, log_std) * self.actor.action_mask).sum(-1)
         return actions, log_probs  # = actor.log_prob(mean, actions), from the noise directly
 
     # ----- learning ------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from offline_marl.algos.itd3_bc import DelayedActorState, DeterministicActor, TD
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
-from offline_marl.nn import QEnsemble
+from offline_marl.nn import QEnsemble, normal_log_density
 
 
 @dataclass
@@ -90,7 +90,7 @@ def gaussian_proposals(action: torch.Tensor, n_samples: int, std: float,
     """
     mask = action_mask.unsqueeze(2)
     noise = torch.randn(*action.shape[:2], n_samples, action.shape[-1], device=action.device) * std
-    log_density = ((-0.5 * (noise / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)) * mask).sum(-1)
+    log_density = (normal_log_density(noise / std, math.log(std)) * mask).sum(-1)
     return (action.unsqueeze(2) + noise).clamp(-1.0, 1.0) * mask, log_density
 
 
