@@ -16,6 +16,7 @@ from offline_marl import train_model_based_agent, train_rl_model_based
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
 from offline_marl.data import AgentSpace, DeviceDataset
 from offline_marl.model_env import ModelEnv
+from offline_marl.runner import load_checkpoint
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
 from offline_marl.world_model import EnsembleWorldModel, WorldModelConfig, WorldModelNotFoundError, fit_world_model
@@ -147,7 +148,7 @@ def test_model_based_agent_mixes_real_and_synthetic_batches(reacher_c_path, worl
     assert config["steps"] == 20
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "alg_name: mb-iql" in saved
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     state = checkpoint["algorithm"]
     assert state["synthetic_observations"].shape == (40 * 4, get_task(TASK).obs_dim)
     assert state["synthetic_valid"].all() and int(state["updates"]) == 20

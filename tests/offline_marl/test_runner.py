@@ -90,7 +90,7 @@ def test_interrupted_process_resumes_to_the_same_metrics(signum, reacher_c_path,
     assert process.returncode in (128 + signum, -signum), output
     if signum == signal.SIGTERM:
         assert "checkpoint written" in output
-    step = torch.load(checkpoint, weights_only=False)["state"]["step"]
+    step = load_checkpoint(checkpoint)["state"]["step"]
     assert 0 < step < 1000
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -112,7 +112,7 @@ def test_nan_loss_stops_naming_the_update_and_keeps_the_last_good_checkpoint(rea
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingDivergedError, match=r"'policy_loss' became nan at update 13"):
         main(train_args("bc", reacher_c_path, run_dir, 40, log_frequency=20, checkpoint_frequency=10, **SMALL))
-    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["state"]["step"] == 10
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["state"]["step"] == 10
 
 
 def test_bad_flags_give_clear_errors(reacher_c_path, train_args, tmp_path):

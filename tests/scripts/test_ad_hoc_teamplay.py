@@ -12,6 +12,7 @@ from dzsc.tasks import get_task
 from offline_marl import evaluate_ad_hoc_teamplay as teamplay
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
+from offline_marl.runner import load_checkpoint
 from offline_marl.evaluation import evaluate
 from offline_marl.train_agents import main as train
 
@@ -67,7 +68,7 @@ def test_unknown_algorithm_and_missing_checkpoint_say_what_to_do(two_runs, tmp_p
     run_dir = tmp_path / "seed0"
     shutil.copytree(two_runs / "seed0", run_dir)
     checkpoint_file = run_dir / "checkpoints" / "last.pt"
-    checkpoint = torch.load(checkpoint_file, weights_only=False)
+    checkpoint = load_checkpoint(checkpoint_file)
     checkpoint["config"]["alg_name"] = "my-new-alg"
     torch.save(checkpoint, checkpoint_file)
     with pytest.raises(ConfigError, match="register_policy_loader\\('my-new-alg'"):
