@@ -6,6 +6,11 @@
    by `make bench`). Target: ours >= 2x d3rlpy.
 2. Agent scaling: time per update of each algorithm on `halfcheetah-random-gen_6x1_0` (6 agents,
    one joint each) over the single-agent `1x6_full`. Target: <= 1.5x.
+3. The arithmetic bound: the floating-point operations of one update (counted by
+   `torch.utils.flop_counter`, forward and backward) over the dense matrix-product speed of this
+   machine measured in the same run (a batched product of the critics' hidden-layer shape), i.e.
+   the updates/s a run that did nothing but its matrix products would reach. Printed as
+   `BOUND <alg>: <ours>/s = <x> % of <bound>/s (<GFLOP>/update at <GFLOP/s>)`.
 
 Each comparison prints `RATIO <name>: <x.xx> (<ours>/s vs <peer>/s)`. `--device cuda` measures
 ours on the GPU (the d3rlpy comparison stays a CPU one and is skipped there).
@@ -24,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from dzsc.datasets import load_dataset
 from dzsc.datasets.generate import collect, uniform_policy
@@ -56,6 +62,30 @@ def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: to
     return updates / (time.perf_counter() - start)
 
 
+def flops_per_update(alg: str, task: str, path: Path, device: torch.device) -> float:
+    """Floating-point operations of one update (forward and backward), counted by torch's FLOP counter."""
+    config_class, algorithm_class = ALGORITHMS[alg]
+    config = config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
+    data = DeviceDataset(load_dataset(task, path=path), device)
+    algorithm = algorithm_class(config, data.space, device)
+    batch = data.sample(config.batch_size, torch.Generator(device=device).manual_seed(0))
+    with FlopCounterMode(display=False) as counter:
+        algorithm.update(batch)
+    return float(counter.get_total_flops())
+
+
+def matmul_flops_per_s(device: torch.device, rows: int = 16_384, width: int = 256, repeats: int = 20) -> float:
+    """Speed of the dominant product here: two [rows, width] x [width, width] products in one batch."""
+    x, w = torch.randn(2, rows, width, device=device), torch.randn(2, width, width, device=device)
+    for _ in range(3):
+        torch.bmm(x, w)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        y = torch.bmm(x, w)
+    y.sum().item()
+    return repeats * 2 * 2 * rows * width * width / (time.perf_counter() - start)
+
+
 def main(argv: list[str] = ()) -> None:
     parser = argparse.ArgumentParser(description="updates/s against d3rlpy and agent scaling")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -84,6 +114,12 @@ def main(argv: list[str] = ()) -> None:
             print(f"d3rlpy peer not installed ({PEER_PYTHON}); `make bench` builds it")
             for alg in algs:
                 print(f"  {alg}: {ours[alg]:.0f} updates/s")
+        speed = matmul_flops_per_s(device)
+        for alg in algs:
+            flops = flops_per_update(alg, "halfcheetah-random-gen_1x6_full", path, device)
+            bound = speed / flops
+            print(f"BOUND {alg}: {ours[alg]:.0f}/s = {100 * ours[alg] / bound:.0f} % of {bound:.0f}/s "
+                  f"({flops / 1e9:.2f} GFLOP/update at {speed / 1e9:.0f} GFLOP/s)")
         for alg in algs:
             split = ours_updates_per_s(alg, "halfcheetah-random-gen_6x1_0", path, UPDATES[alg] // 2, device)
             print(f"RATIO {alg}-6x1-over-1x6-time: {ours[alg] / split:.2f} ({split:.0f}/s vs {ours[alg]:.0f}/s)")
