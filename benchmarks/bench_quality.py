@@ -4,7 +4,7 @@ Data: `reacher-expert-C-v0`, `--size` generated transitions (seed 0; made once, 
 `--out`), task `reacher-expert-C-v0_1x2_full` (one agent that sees and moves the whole arm, so d3rlpy
 applies). For each algorithm (`bc`, `iql`, `itd3-bc`, `cql`) and seed 0 .. `--seeds`-1, both
 libraries train on the same file with the same sizes, learning rates and schedules and the same
-reward scale (ours: `offline_marl.algos.USES_REWARD_SCALE`, handed to d3rlpy as a reward factor);
+reward scale (ours: `offline_marl.registry`'s `uses_reward_scale`, handed to d3rlpy as a reward factor);
 d3rlpy's settings are listed in `benchmarks/d3rlpy_quality_peer.py`. d3rlpy trains in its own venv
 (.venv-d3rlpy, which pins gymnasium 1.0.0) and exports its greedy policy as TorchScript; both
 libraries' policies are then evaluated here, in our simulator, on the same `--episodes` reset
@@ -39,7 +39,7 @@ from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.tasks import get_task
 from offline_marl import train_agents
-from offline_marl.algos import USES_REWARD_SCALE
+from offline_marl import registry
 from offline_marl.evaluation import evaluate
 from offline_marl.runner import EVAL_SEED_BASE, MetricsLog
 
@@ -119,7 +119,7 @@ def main(argv: list[str] = ()) -> None:
     flags = {"cql": ["--policy_eval_start", str(args.cql_policy_eval_start)]}
     for alg in args.algs:
         updates = args.cql_updates if alg == "cql" else args.updates
-        reward_scale = dataset.reward_scale() if alg in USES_REWARD_SCALE else 1.0
+        reward_scale = dataset.reward_scale() if registry.algorithm(alg).uses_reward_scale else 1.0
         ours, peer = [], []
         for seed in range(args.seeds):
             run = out / "runs" / f"{alg}-{updates}" / f"seed{seed}"

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dzsc.datasets import load_dataset
 from dzsc.datasets.generate import collect, uniform_policy
 from dzsc.datasets.hdf5 import save_hdf5
-from offline_marl.algos import ALGORITHMS
+from offline_marl import registry
 from offline_marl.data import DeviceDataset
 
 PEER_PYTHON = Path(".venv-d3rlpy/bin/python")
@@ -44,7 +44,7 @@ SIZE = 20_000
 
 
 def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: torch.device) -> float:
-    config_class, algorithm_class = ALGORITHMS[alg]
+    config_class, algorithm_class = registry.algorithm(alg).config_class, registry.algorithm(alg).build
     # CQL's full update (critic and SAC actor), not its cheaper behaviour-cloning warm-up
     config = config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
     dataset = load_dataset(task, path=path)
@@ -64,7 +64,7 @@ def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: to
 
 def flops_per_update(alg: str, task: str, path: Path, device: torch.device) -> float:
     """Floating-point operations of one update (forward and backward), counted by torch's FLOP counter."""
-    config_class, algorithm_class = ALGORITHMS[alg]
+    config_class, algorithm_class = registry.algorithm(alg).config_class, registry.algorithm(alg).build
     config = config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
     data = DeviceDataset(load_dataset(task, path=path), device)
     algorithm = algorithm_class(config, data.space, device)

@@ -68,8 +68,9 @@ class RunConfig:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
 
 
-def _argument(parser: argparse.ArgumentParser, f: dataclasses.Field, hint, default) -> None:
+def _argument(parser: argparse.ArgumentParser, f: dataclasses.Field, hint, default, choices=None) -> None:
     kwargs = {"default": default, "help": f"{f.metadata.get('help', '')} (default: {default})"}
+    choices = choices or f.metadata.get("choices")
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
@@ -78,18 +79,20 @@ def _argument(parser: argparse.ArgumentParser, f: dataclasses.Field, hint, defau
     else:
         base = next((a for a in args if a is not type(None)), hint) if origin is not None else hint
         kwargs["type"] = base
-        if f.metadata.get("choices"):
-            kwargs["choices"] = f.metadata["choices"]
+        if choices:
+            kwargs["choices"] = choices
     parser.add_argument(f"--{f.name}", **kwargs)
 
 
-def build_parser(config_class: type, defaults: dict, description: str) -> argparse.ArgumentParser:
+def build_parser(config_class: type, defaults: dict, description: str,
+                 alg_choices: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=None, help="YAML file of flag values (flags given here override it)")
     hints = typing.get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
         default = defaults.get(f.name, f.default)
-        _argument(parser, f, hints[f.name], tuple(default) if isinstance(default, list) else default)
+        _argument(parser, f, hints[f.name], tuple(default) if isinstance(default, list) else default,
+                  alg_choices if f.name == "alg_name" else None)
     return parser
 
 
@@ -116,8 +119,9 @@ def read_yaml(path: str) -> dict:
 
 
 def parse_config(config_class_for: Callable[[str], type], argv: list[str] | None, description: str,
-                 default_alg: str) -> RunConfig:
-    """Resolve the algorithm first (it picks the dataclass), then YAML defaults, then flags."""
+                 default_alg: str, alg_choices: list[str] | None = None) -> RunConfig:
+    """Resolve the algorithm first (it picks the dataclass), then YAML defaults, then flags. `alg_choices`
+    (the entry point's registered names) are what `--help` lists for --alg_name."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     pre.add_argument("--alg_name")
@@ -129,7 +133,7 @@ def parse_config(config_class_for: Callable[[str], type], argv: list[str] | None
     if unknown:
         raise ConfigError(f"--config {known.config}: unknown keys {unknown} for {config_class.__name__}; "
                           f"valid keys: {', '.join(sorted(names))}")
-    args = build_parser(config_class, yaml_values, description).parse_args(argv)
+    args = build_parser(config_class, yaml_values, description, alg_choices).parse_args(argv)
     config = config_class(**{name: getattr(args, name) for name in names})
     for f in dataclasses.fields(config):
         if isinstance(getattr(config, f.name), list):

@@ -18,9 +18,8 @@ Runs must share the agents' split (body, agent_conf, obsk), not the dataset: run
 different data (expert-C vs expert-D) can be paired. Writes crossplay.md, crossplay.csv and
 crossplay.json (matrix, self-play per run, mean self-play, mean cross-play) to --out.
 
-Loading is generic through POLICY_LOADERS (algorithm name -> loader): the model-free learners of
-`offline_marl.algos.ALGORITHMS`, their model-based `mb-` variants, MA-PPO and MOMA-PPO are registered
-here; another entry point registers its own with
+Loading is generic: the algorithms of `offline_marl.registry` come with their policy loaders, MA-PPO
+and MOMA-PPO are registered here (POLICY_LOADERS); another entry point registers its own with
 `register_policy_loader(name, loader)` or `--loader NAME=module:function`, where a loader is
 `(checkpoint: dict, space: AgentSpace, device) -> object with act(agent_obs, history)`.
 """
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import importlib
 import json
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import torch
 
 from dzsc.datasets.dataset import agent_views
 from dzsc.tasks import get_task
+from offline_marl import registry
 from offline_marl.config import run_cli
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
@@ -57,51 +56,17 @@ def register_policy_loader(name: str, loader: Loader | str) -> None:
     POLICY_LOADERS[name] = loader
 
 
-def config_from_dict(config_class: type, values: dict):
-    """The dataclass config of a checkpoint (lists back to tuples; keys of other versions ignored)."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    return config_class(**{key: tuple(value) if isinstance(value, list) else value
-                           for key, value in values.items() if key in names})
-
-
-def load_offline_learner(checkpoint: dict, space: AgentSpace, device: torch.device):
-    """A model-free learner of `offline_marl.algos.ALGORITHMS`, as `runner.train` builds it."""
-    from offline_marl.algos import ALGORITHMS
-
-    config_class, algorithm_class = ALGORITHMS[checkpoint["config"]["alg_name"]]
-    algorithm = algorithm_class(config_from_dict(config_class, checkpoint["config"]), space, device)
-    algorithm.load_state_dict(checkpoint["algorithm"])
-    return algorithm.eval()
-
-
-def load_model_based_learner(checkpoint: dict, space: AgentSpace, device: torch.device):
-    """A model-based learner (`mb-{name}`, `train_model_based_agent.py`): its wrapped learner only."""
-    from offline_marl.algos import ALGORITHMS
-
-    name = checkpoint["config"]["alg_name"].removeprefix("mb-")
-    config_class, algorithm_class = ALGORITHMS[name]
-    algorithm = algorithm_class(config_from_dict(config_class, checkpoint["config"]), space, device)
-    algorithm.load_state_dict({key.removeprefix("learner."): value for key, value in checkpoint["algorithm"].items()
-                               if key.startswith("learner.")})
-    return algorithm.eval()
-
-
 def load_mappo_policy(checkpoint: dict, space: AgentSpace, device: torch.device):
     """MA-PPO (online) and MOMA-PPO runs: the actors, critic and normalisers (no simulator or model state)."""
     from offline_marl.algos.mappo import MAPPO, MAPPOConfig
 
-    policy = MAPPO(config_from_dict(MAPPOConfig, checkpoint["config"]), space, device)
+    policy = MAPPO(registry.config_from_dict(MAPPOConfig, checkpoint["config"]), space, device)
     names = set(policy.state_dict())
     policy.load_state_dict({key: value for key, value in checkpoint["algorithm"].items() if key in names})
     return policy.eval()
 
 
 def _register_builtin_loaders() -> None:
-    from offline_marl.algos import ALGORITHMS
-
-    for name in ALGORITHMS:
-        POLICY_LOADERS.setdefault(name, load_offline_learner)
-        POLICY_LOADERS.setdefault(f"mb-{name}", load_model_based_learner)
     for name in ("mappo", "moma-ppo"):
         POLICY_LOADERS.setdefault(name, load_mappo_policy)
 
@@ -110,8 +75,11 @@ _register_builtin_loaders()
 
 
 def _resolve_loader(name: str) -> Loader:
+    if name in registry.REGISTRY and name not in POLICY_LOADERS:
+        return registry.REGISTRY[name].load_policy
     if name not in POLICY_LOADERS:
-        raise ConfigError(f"no policy loader for alg_name {name!r}; registered: {', '.join(sorted(POLICY_LOADERS))}. "
+        known = sorted({*registry.REGISTRY, *POLICY_LOADERS})
+        raise ConfigError(f"no policy loader for alg_name {name!r}; registered: {', '.join(known)}. "
                           f"Fix: register one with register_policy_loader({name!r}, loader) or pass "
                           f"--loader {name}=module:function")
     loader = POLICY_LOADERS[name]

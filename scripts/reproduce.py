@@ -89,17 +89,13 @@ class ReproduceError(Exception):
 
 def entry_point(alg: str) -> str:
     """The training entry point of an algorithm name."""
-    from offline_marl.algos import ALGORITHMS
-    from offline_marl.train_model_based_agent import CONFIGS as MODEL_BASED
+    from offline_marl import registry
 
     if alg == "moma-ppo":
         return MODEL_BASED_ENTRY_POINT
-    if alg in ALGORITHMS:
-        return "offline_marl.train_agents"
-    if alg.startswith("mb-") and alg[3:] in MODEL_BASED:
-        return "offline_marl.train_model_based_agent"
-    choices = ["moma-ppo", *ALGORITHMS, *[f"mb-{name}" for name in MODEL_BASED]]
-    raise ReproduceError(f"unknown algorithm {alg!r}; choose from: {', '.join(choices)}")
+    if alg not in registry.REGISTRY:
+        raise ReproduceError(f"unknown algorithm {alg!r}; choose from: {', '.join(['moma-ppo', *registry.names()])}")
+    return registry.algorithm(alg).entry_point
 
 
 def needs_world_model(alg: str) -> bool:
@@ -262,8 +258,8 @@ def training_specs(plan: dict, tasks: list, datasets: dict, out: Path, seeds: li
 
 def check_arguments(specs: list) -> None:
     """Parse every job's flags with its entry point's parser now, so that a bad plan fails before hours of jobs."""
+    from offline_marl import registry
     from offline_marl.config import parse_config
-    from offline_marl.train_agents import config_class_for
     from offline_marl.world_model import WorldModelConfig
 
     def config_class(spec):
@@ -273,11 +269,7 @@ def check_arguments(specs: list) -> None:
             from offline_marl.train_rl_model_based import MOMAPPOConfig
 
             return lambda alg: MOMAPPOConfig
-        if spec.entry_point == "offline_marl.train_model_based_agent":
-            from offline_marl.train_model_based_agent import config_class_for as model_based_class
-
-            return model_based_class
-        return config_class_for
+        return lambda alg: registry.algorithm(alg, spec.entry_point).config_class
 
     checked = set()
     for spec in specs:

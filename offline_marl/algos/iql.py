@@ -3,7 +3,7 @@ Levine, 2022, "Offline Reinforcement Learning with Implicit Q-Learning", ICLR).
 
 Each agent i has twin critics Q_i^1, Q_i^2 (o_i, a_i), a value V_i(o_i) and a tanh-Gaussian policy
 pi_i(a_i | o_i), all trained on the shared reward r (scaled by 1000 / (max - min episode return),
-see `USES_REWARD_SCALE`). Q-bar denotes the Polyak-averaged target critics, Q-bar_i = min_k Q-bar_i^k:
+see `offline_marl.registry`). Q-bar denotes the Polyak-averaged target critics, Q-bar_i = min_k Q-bar_i^k:
 
     L_V(psi)    = E_D[ L2^tau(min_k Q-bar_i^k(o_i, a_i) - V_i(o_i)) ],  L2^tau(u) = |tau - 1(u < 0)| u^2
     L_Q(theta)  = E_D[ 1/2 sum_k (r + gamma (1 - done) V_i(o_i') - Q_i^k(o_i, a_i))^2 ]

@@ -4,21 +4,13 @@ import math
 import pytest
 import torch
 
-from offline_marl import algos, train_agents
+from offline_marl import train_agents
 from offline_marl.algos.iql import IQL, IQLConfig, advantage_weights, expectile_loss
 from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig, MonotonicMixer
 from offline_marl.data import AgentSpace
 
 N_AGENTS, OBS, ACT, GLOBAL_OBS, GLOBAL_ACT, BATCH, MEMORY = 2, 5, 3, 8, 5, 16, 3
 ALGORITHMS = {"iql": (IQLConfig, IQL), "ma-iql": (MAIQLConfig, MAIQL)}
-
-
-@pytest.fixture
-def registered(monkeypatch):
-    """Register both algorithms (and their reward scaling) for `train_agents.main`."""
-    for name, entry in ALGORITHMS.items():
-        monkeypatch.setitem(algos.ALGORITHMS, name, entry)
-    monkeypatch.setattr(train_agents, "USES_REWARD_SCALE", train_agents.USES_REWARD_SCALE | set(ALGORITHMS))
 
 
 def space() -> AgentSpace:
@@ -227,7 +219,7 @@ LEARNING = [("iql", 1500, 15.0), ("ma-iql", 1500, 25.0)]
 
 
 @pytest.mark.parametrize("name, steps, minimum", LEARNING)
-def test_learns_on_reacher(name, steps, minimum, registered, reacher_c_path, train_args, tmp_path):
+def test_learns_on_reacher(name, steps, minimum, reacher_c_path, train_args, tmp_path):
     args = train_args(name, reacher_c_path, tmp_path / "run", steps) + ["--hidden_sizes", "64", "64"]
     summary = train_agents.main(args)
     assert summary["steps"] == steps

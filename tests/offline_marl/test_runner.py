@@ -1,4 +1,5 @@
 """The runner: run folder, determinism, resume (in-process, after SIGTERM, after kill -9), NaN stop, bad flags."""
+import dataclasses
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from offline_marl import algos
+from offline_marl import registry
 from offline_marl.algos.bc import BC
 from offline_marl.conventions import analyse_run
 from offline_marl.errors import (CheckpointError, ConfigError, RunDirConflictError, TrainingDivergedError,
@@ -108,7 +109,7 @@ def test_nan_loss_stops_naming_the_update_and_keeps_the_last_good_checkpoint(rea
             BrokenBC.calls += 1
             return {**losses, "policy_loss": losses["policy_loss"] * (float("nan") if BrokenBC.calls == 13 else 1.0)}
 
-    monkeypatch.setitem(algos.ALGORITHMS, "bc", (algos.ALGORITHMS["bc"][0], BrokenBC))
+    monkeypatch.setitem(registry.REGISTRY, "bc", dataclasses.replace(registry.REGISTRY["bc"], build=BrokenBC))
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingDivergedError, match=r"'policy_loss' became nan at update 13"):
         main(train_args("bc", reacher_c_path, run_dir, 40, log_frequency=20, checkpoint_frequency=10, **SMALL))

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import offline_marl.algos
+from offline_marl import registry
 from offline_marl.algos.cql import CQL, CQLConfig, cql_regularizer, q_with_proposals, sample_policy, uniform_proposals
 from offline_marl.algos.itd3_bc import (ITD3BC, ITD3BCConfig, first_critic, smoothed_action,
                                         td3_target)
@@ -336,7 +336,7 @@ def test_config_files_hold_the_defaults(name):
 
     import yaml
 
-    config_class = offline_marl.algos.ALGORITHMS[name][0]
+    config_class = registry.algorithm(name).config_class
     values = yaml.safe_load((Path(__file__).parents[2] / "configs" / f"{name}.yaml").read_text())
     defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
     for key, value in values.items():

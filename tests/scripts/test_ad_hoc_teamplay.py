@@ -10,6 +10,7 @@ import torch
 from dzsc.datasets.dataset import agent_views
 from dzsc.tasks import get_task
 from offline_marl import evaluate_ad_hoc_teamplay as teamplay
+from offline_marl import registry
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
 from offline_marl.runner import load_checkpoint
@@ -75,7 +76,7 @@ def test_unknown_algorithm_and_missing_checkpoint_say_what_to_do(two_runs, tmp_p
         teamplay.main([str(run_dir), "--episodes", "1", "--out", str(tmp_path / "o")])
 
     def loader(saved, space, device):  # a registered loader of another entry point
-        return teamplay.load_offline_learner({**saved, "config": {**saved["config"], "alg_name": "bc"}}, space, device)
+        return registry.offline_policy({**saved, "config": {**saved["config"], "alg_name": "bc"}}, space, device)
 
     teamplay.register_policy_loader("my-new-alg", loader)
     try:

@@ -1,0 +1,127 @@
+"""The one registry of what can be trained: `name -> Algorithm(entry point, config class, builder, policy loader)`.
+
+Every entry point takes its `--alg_name` choices (and its `--help`) from here, and so do cross-play,
+the convention analysis, sweeps and the reproduction: a learner added here is trainable, loadable and
+sweepable at once. An entry point trains the algorithms registered under its module name:
+
+    offline_marl.train_agents             model-free offline learners (bc, iql, ma-iql, itd3-bc, cql, omar)
+    offline_marl.train_model_based_agent  their model-augmented variants (mb-iql, mb-ma-iql, mb-itd3-bc)
+
+A builder is `build(config, space, device) -> nn.Module` (the runner's contract, `offline_marl.runner.train`);
+a policy loader is `load_policy(checkpoint, space, device) -> module with act(agent_obs, history)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from dzsc.errors import closest
+from offline_marl.algos.bc import BC, BCConfig
+from offline_marl.algos.cql import CQL, CQLConfig
+from offline_marl.algos.iql import IQL, IQLConfig
+from offline_marl.algos.itd3_bc import ITD3BC, ITD3BCConfig
+from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig
+from offline_marl.algos.omar import OMAR, OMARConfig
+from offline_marl.data import AgentSpace
+from offline_marl.errors import UnknownAlgorithmError
+
+OFFLINE = "offline_marl.train_agents"
+MODEL_AUGMENTED = "offline_marl.train_model_based_agent"
+MODEL_AUGMENTED_PREFIX = "mb-"
+
+Builder = Callable[..., nn.Module]
+PolicyLoader = Callable[[dict, AgentSpace, torch.device], nn.Module]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One trainable algorithm: where it is trained and how its run folders are rebuilt."""
+
+    name: str
+    entry_point: str
+    config_class: type
+    build: Builder
+    load_policy: PolicyLoader
+    uses_reward_scale: bool = False  # rewards scaled by 1000 / (max - min episode return) (Kostrikov et al., 2022)
+    needs_dataset: bool = True
+
+
+def config_from_dict(config_class: type, values: dict):
+    """The dataclass config of a checkpoint (lists back to tuples; keys of other versions ignored)."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return config_class(**{key: tuple(value) if isinstance(value, list) else value
+                           for key, value in values.items() if key in names})
+
+
+def offline_policy(checkpoint: dict, space: AgentSpace, device: torch.device) -> nn.Module:
+    """A model-free learner as `runner.train` builds it, with its checkpointed weights."""
+    entry = algorithm(checkpoint["config"]["alg_name"])
+    learner = entry.build(config_from_dict(entry.config_class, checkpoint["config"]), space, device)
+    learner.load_state_dict(checkpoint["algorithm"])
+    return learner.eval()
+
+
+def model_augmented_policy(checkpoint: dict, space: AgentSpace, device: torch.device) -> nn.Module:
+    """A model-augmented learner (`mb-{name}`): its wrapped learner only (no world model or synthetic buffer)."""
+    entry = algorithm(checkpoint["config"]["alg_name"].removeprefix(MODEL_AUGMENTED_PREFIX))
+    learner = entry.build(config_from_dict(entry.config_class, checkpoint["config"]), space, device)
+    learner.load_state_dict({key.removeprefix("learner."): value for key, value in checkpoint["algorithm"].items()
+                             if key.startswith("learner.")})
+    return learner.eval()
+
+
+def build_model_augmented(config, space: AgentSpace, device: torch.device) -> nn.Module:
+    """The learner of `config` wrapped so that its batches mix dataset and world-model transitions."""
+    from offline_marl.algos.model_augmented import ModelAugmentedLearner
+    from offline_marl.model_based import make_rollout_env, task_views
+
+    learner = algorithm(config.alg_name.removeprefix(MODEL_AUGMENTED_PREFIX)).build(config, space, device)
+    return ModelAugmentedLearner(learner, config, space, device, make_rollout_env(config, device),
+                                 task_views(config.task_name, device))
+
+
+def _builtin() -> dict[str, Algorithm]:
+    from offline_marl.algos import model_augmented as mb
+
+    entries = [
+        Algorithm("bc", OFFLINE, BCConfig, BC, offline_policy),
+        Algorithm("iql", OFFLINE, IQLConfig, IQL, offline_policy, uses_reward_scale=True),
+        Algorithm("ma-iql", OFFLINE, MAIQLConfig, MAIQL, offline_policy, uses_reward_scale=True),
+        Algorithm("itd3-bc", OFFLINE, ITD3BCConfig, ITD3BC, offline_policy),
+        Algorithm("cql", OFFLINE, CQLConfig, CQL, offline_policy),
+        Algorithm("omar", OFFLINE, OMARConfig, OMAR, offline_policy),
+    ]
+    augmented = {"iql": mb.ModelBasedIQLConfig, "ma-iql": mb.ModelBasedMAIQLConfig,
+                 "itd3-bc": mb.ModelBasedITD3BCConfig}
+    base = {entry.name: entry for entry in entries}
+    entries += [Algorithm(MODEL_AUGMENTED_PREFIX + name, MODEL_AUGMENTED, config_class, build_model_augmented,
+                          model_augmented_policy, uses_reward_scale=base[name].uses_reward_scale)
+                for name, config_class in augmented.items()]
+    return {entry.name: entry for entry in entries}
+
+
+REGISTRY: dict[str, Algorithm] = _builtin()
+
+
+def names(entry_point: str | None = None) -> list[str]:
+    """The registered names (of one entry point)."""
+    return [name for name, entry in REGISTRY.items() if entry_point in (None, entry.entry_point)]
+
+
+def algorithm(name: str, entry_point: str | None = None) -> Algorithm:
+    """The registry entry of `name`; with `entry_point`, it must be trained there. Errors name the valid choices,
+    and for an algorithm of another entry point, the command that trains it."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        choices = names(entry_point)
+        raise UnknownAlgorithmError(f"unknown --alg_name {name!r}{closest(name, choices)}; choose one of: "
+                                    f"{', '.join(choices)}")
+    if entry_point is not None and entry.entry_point != entry_point:
+        raise UnknownAlgorithmError(f"--alg_name {name} is not trained by {entry_point} (it trains "
+                                    f"{', '.join(names(entry_point))}); train {name} with: python -m "
+                                    f"{entry.entry_point} --alg_name {name} ...")
+    return entry
