@@ -29,7 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from offline_marl.model_env import ModelEnv, RolloutPenalty
-from offline_marl.world_model import EnsembleWorldModel, ensemble_loss, make_optimizer
+from offline_marl.world_model import EnsembleWorldModel
+from offline_marl.world_model_training import ensemble_loss, make_optimizer
 
 OBS, ACT, MEMBERS, ELITES, HIDDEN, BATCH = 10, 2, 7, 5, (200, 200, 200, 200), 256
 N_DATA = 20_000

@@ -46,7 +46,7 @@ from offline_marl.evaluation import evaluate, save_frame_strip
 # Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = {"run_dir", "run_name", "device", "wandb", "wandb_project", "wandb_entity", "wandb_group",
                      "wandb_tags", "record_video",
-                     "max_training_step", "config"}
+                     "max_training_step", "config", "retrain", "push_to_hub", "world_model_path"}
 EVAL_SEED_BASE = 1_000_000
 
 
@@ -237,8 +237,12 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
     `update(batch) -> dict[str, Tensor]` (scalar losses of one step on a dataset batch), or
     `train_step(data, generator) -> dict[str, Tensor]` when it makes its own data (MA-PPO online,
     MOMA-PPO in a world model): one training step = one call; `data` is the task's DeviceDataset,
-    or None with `needs_dataset=False` (online learning in the simulator). An optional
-    `before_checkpoint()` runs just before each checkpoint is written (for side files that must match it).
+    or None with `needs_dataset=False` (online learning in the simulator). Optional hooks:
+      `before_checkpoint()`       runs just before each checkpoint is written (side files that must match it);
+      `finished`                  true ends the run before max_training_step (a world model's early stopping);
+      `take_rows() -> list[dict]` metric rows of its own since the last call (a world model's epochs), logged;
+      `finish(run_dir, summary) -> dict`  at the end: writes the run's product, returns fields for the summary.
+    A learner without `act` (a world model) is not evaluated in the simulator.
     """
     device = resolve_device(config.device)
     run_dir = prepare_run_dir(config)
@@ -307,7 +311,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
                unit="upd", mininterval=1.0, dynamic_ncols=True)
     window_start_time, window_start_step = time.perf_counter(), state["step"]
     with StopSignal() as stop:
-        while state["step"] < config.max_training_step:
+        while state["step"] < config.max_training_step and not getattr(algorithm, "finished", False):
             if hasattr(algorithm, "train_step"):
                 losses = algorithm.train_step(data, generator)
             else:
@@ -317,7 +321,10 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
             state["step"] += 1
             step = state["step"]
             bar.update(1)
-            last = step == config.max_training_step
+            for row in algorithm.take_rows() if hasattr(algorithm, "take_rows") else ():
+                metrics.append(row)
+                tracker.log(row)
+            last = step == config.max_training_step or getattr(algorithm, "finished", False)
             if step % config.log_frequency == 0 or last:
                 flush_window()
                 means = window_values().mean(0)
@@ -330,7 +337,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
                 state["window"] = []
                 window_start_time, window_start_step = time.perf_counter(), step
                 bar.set_postfix(upd_s=f"{row['updates_per_s']:.0f}", score=state["last"])
-            if step % config.eval_frequency == 0 or last:
+            if hasattr(algorithm, "act") and (step % config.eval_frequency == 0 or last):
                 result = evaluate(policy, task, views, config.max_eval_episode,
                                   EVAL_SEED_BASE + 1000 * config.seed, device, config.memory_len, config.record_video)
                 row = {"step": step, "return": result["return"], "normalized_score": result["normalized_score"]}
@@ -359,8 +366,13 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
     evaluations = [row for row in metrics.rows() if "normalized_score" in row]
     summary = {"final_normalized_score": evaluations[-1]["normalized_score"] if evaluations else final,
                "best_normalized_score": state["best"], "steps": state["step"], "wall_time_s": state["wall_time_s"]}
+    if getattr(algorithm, "finished", False) and state["step"] < config.max_training_step:
+        summary["stopped_early"] = True  # a finished run, not an interrupted one (scripts/sweep.py skips it)
+    if hasattr(algorithm, "finish"):
+        summary.update(algorithm.finish(run_dir, summary))
     write_atomically(run_dir / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)))
     tracker.finish(summary)
-    print(f"{config.alg_name} on {config.task_name}: final normalised score {summary['final_normalized_score']:.1f}, "
-          f"best {summary['best_normalized_score']:.1f}; run folder {run_dir}")
+    if summary["final_normalized_score"] is not None:
+        print(f"{config.alg_name} on {config.task_name}: final normalised score "
+              f"{summary['final_normalized_score']:.1f}, best {summary['best_normalized_score']:.1f}; run folder {run_dir}")
     return summary

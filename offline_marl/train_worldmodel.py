@@ -1,68 +1,94 @@
-"""Train the ensemble world model of a task's dataset (or reuse the one already trained).
+"""Train the ensemble world model of a task's dataset (or reuse the one already trained), as a run.
 
     python offline_marl/train_worldmodel.py --task_name reacher-expert-mix-v0_2x1first_0
     python -m offline_marl.train_worldmodel --task_name ... --push_to_hub me/reacher-wm
     python -m offline_marl.train_worldmodel --help
 
-The file goes to --world_model_path (default runs/world_models/{scenario}/seed{seed}/world_model.pt:
-one per dataset, shared by the tasks that split that data between agents differently) with its
-metrics beside it (world_model.json). An existing file trained on the same dataset (same
-fingerprint) with the same training settings is reused; --retrain trains again. The model is described
-in `offline_marl.world_model`; MOMA-PPO and the other model-based entry points get theirs through
-`load_or_train_world_model`.
+The run folder (--run_dir; default the folder of --world_model_path, else
+runs/world_models/{scenario}/seed{seed}/: one model per dataset, shared by the tasks that split that
+data between agents differently) holds what every run holds (config.yaml, metrics.jsonl with one row
+per epoch, checkpoints/last.pt, summary.json; resume, signals and wandb as in `offline_marl.runner`)
+and the product: world_model.pt (or --world_model_path) with its metrics beside it (world_model.json).
+An existing model file trained on the same dataset (same fingerprint) with the same training settings is
+reused; one that differs is refused and left as it is (--retrain replaces it). The model is described in
+`offline_marl.world_model`, its training in `offline_marl.world_model_training`; MOMA-PPO and the other
+model-based entry points get theirs through `load_or_train_world_model`.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
+import yaml
 
 from dzsc.datasets import load_dataset
 from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.hub import push_file
 from dzsc.tasks import get_task
 from offline_marl.config import parse_config, run_cli
-from offline_marl.runner import resolve_device
-from offline_marl.world_model import (CorruptWorldModelError, EnsembleWorldModel, WorldModelConfig,
-                                      dataset_fingerprint, default_world_model_path, fit_world_model,
-                                      metrics_summary, reusable, split_hub_id, write_metrics_json)
+from offline_marl.errors import ConfigError
+from offline_marl.runner import resolve_device, train
+from offline_marl.world_model import (DEFAULT_FILENAME, CorruptWorldModelError, EnsembleWorldModel,
+                                      dataset_fingerprint, default_world_model_path, split_hub_id)
+from offline_marl.world_model_training import WorldModelConfig, WorldModelTrainer, reusable
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "wandb_run_id", "checkpoints/last.pt")
 
 
-def _device(device: str | torch.device) -> torch.device:
-    return resolve_device(device) if isinstance(device, str) else device
+def run_dir_of(config: WorldModelConfig) -> Path:
+    if config.run_dir:
+        return Path(config.run_dir)
+    if config.world_model_path:
+        return Path(config.world_model_path).parent
+    return default_world_model_path(get_task(config.task_name), config.seed).parent
+
+
+def clear_previous_run(run_dir: Path, path: Path) -> None:
+    """--retrain: remove the model file and the run files of an earlier world-model run in run_dir (only a
+    folder whose config.yaml says it is one; other files are left alone)."""
+    config_file = run_dir / "config.yaml"
+    if config_file.is_file():
+        previous = yaml.safe_load(config_file.read_text())
+        if not isinstance(previous, dict) or previous.get("alg_name") != "world-model":
+            raise ConfigError(f"--retrain: {run_dir} holds a run of {previous.get('alg_name')!r}, not a world model; "
+                              "nothing was removed. Fix: pass another --run_dir / --world_model_path")
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "wandb", ignore_errors=True)
+    path.unlink(missing_ok=True)
+    path.with_suffix(".json").unlink(missing_ok=True)
 
 
 def train_world_model(config: WorldModelConfig, device: str | torch.device | None = None,
-                      dataset: OfflineDataset | None = None, progress: bool = True
-                      ) -> tuple[EnsembleWorldModel, Path]:
-    """Reuse the model at the output path if it matches the dataset and settings, else train and save one
-    (and upload it with --push_to_hub). Returns (model, path of the file)."""
+                      dataset: OfflineDataset | None = None) -> tuple[EnsembleWorldModel, Path]:
+    """Reuse the model at the output path if it matches the dataset and settings, else train one in its run
+    folder (and upload it with --push_to_hub). Returns (model on `device`, path of the file)."""
     config.validate()
-    device = _device(config.device if device is None else device)
+    device = resolve_device(config.device) if device is None else resolve_device(str(torch.device(device)))
+    config.device = device.type
     task = get_task(config.task_name)
     if dataset is None:
         dataset = load_dataset(task, path=config.dataset_path)
-    path = (Path(config.world_model_path) if config.world_model_path
-            else default_world_model_path(task, config.seed))
-    fingerprint = dataset_fingerprint(dataset)
-    model = None
+    run_dir = run_dir_of(config)
+    path = Path(config.world_model_path) if config.world_model_path else run_dir / DEFAULT_FILENAME
     if path.is_file() and not config.retrain:
         try:
-            cached = EnsembleWorldModel.load(path, device, task=task)
+            model = EnsembleWorldModel.load(path, device, task=task)
         except CorruptWorldModelError as err:
             raise CorruptWorldModelError(f"{err} Or pass --retrain to overwrite it.") from err
-        reason = reusable(cached.info, fingerprint, config)
-        if reason is None:
-            print(f"reusing the world model at {path} (same dataset and settings; --retrain trains again)")
-            model = cached
-        else:
-            print(f"not reusing {path}: {reason}; training a new one (it will be overwritten)")
-    if model is None:
-        model, metrics = fit_world_model(dataset, config, device, progress=progress)
-        model.save(path)
-        write_metrics_json(path, metrics)
-        print(metrics_summary(metrics))
-        print(f"world model written to {path} (elites {metrics['elites']})")
+        reason = reusable(model.info, dataset_fingerprint(dataset), config)
+        if reason is not None:
+            raise ConfigError(f"{path} holds another world model ({reason}); it was left as it is. Fix: pass "
+                              "--retrain to replace it, or another --world_model_path / --run_dir")
+        print(f"reusing the world model at {path} (same dataset and settings; --retrain trains again)")
+    else:
+        if config.retrain:
+            clear_previous_run(run_dir, path)
+        config.run_dir = str(run_dir)
+        train(config, lambda run_config, space, device: WorldModelTrainer(run_config, dataset, device),
+              needs_dataset=False)
+        model = EnsembleWorldModel.load(path, device, task=task)
     if config.push_to_hub:
         repo_id, path_in_repo = split_hub_id(config.push_to_hub)
         url = push_file(path, repo_id, path_in_repo)
@@ -74,15 +100,13 @@ def load_or_train_world_model(task_name: str, seed: int, path_or_hub_id: str | N
                               device: str | torch.device = "auto", **overrides) -> EnsembleWorldModel:
     """The world model other entry points use: the given path / Hub id (checked against the task), else
     the cached file if its dataset fingerprint and settings match, else a newly trained one (saved).
-    `overrides` are WorldModelConfig fields (dataset_path, world_model_path, hidden_sizes, ...)."""
-    device = _device(device)
-    task = get_task(task_name)
+    `overrides` are WorldModelConfig fields (dataset_path, world_model_path, hidden_sizes, ...) and
+    `dataset` (an OfflineDataset already loaded)."""
+    device = resolve_device(device) if isinstance(device, str) else device
     if path_or_hub_id:
-        return EnsembleWorldModel.load(path_or_hub_id, device, task=task)
-    progress = overrides.pop("progress", True)
+        return EnsembleWorldModel.load(path_or_hub_id, device, task=get_task(task_name))
     dataset = overrides.pop("dataset", None)
-    config = WorldModelConfig(task_name=task_name, seed=seed, **overrides)
-    return train_world_model(config, device, dataset=dataset, progress=progress)[0]
+    return train_world_model(WorldModelConfig(task_name=task_name, seed=seed, **overrides), device, dataset)[0]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -14,21 +14,7 @@ The log-variance is kept inside learned soft bounds (Chua et al., 2018, as in MB
     l = l_max - softplus(l_max - l_raw);  l = l_min + softplus(l - l_min)
 with l_max, l_min learned per member (initialised to 0.5 and -10).
 
-Training loss (summed over members, each member's batch drawn independently from the training split,
-i.e. a bootstrap over batches):
-    L = sum_k [ mean_{b,d} ((m_k - y)^2 exp(-l_k) + l_k)                    Gaussian NLL (no constant)
-                + c_term * mean_b BCE(z_k, terminal)                        terminals, NOT timeouts
-              ] + c_bound * sum_k (sum l_max,k - sum l_min,k)              keeps the bounds tight
-    + weight decay (L2 through Adam) on the weight matrices.
-When the training split holds no terminal (e.g. Reacher), the termination head is not trained and the
-model predicts P(terminal) = 0 (`terminals_seen` buffer).
-
-Early stopping (MBPO): after each epoch (one pass's worth of batches over the training split) every
-member's held-out MSE of its mean, in normalised units over the observation change and the reward, is
-compared with its best; a member that improved by more than `min_improvement` (relative) has its weights
-snapshotted. Training stops when no member improved for `patience` epochs (or at `max_epochs` /
-`max_training_step`); each member ends with its best snapshot. Elites are the `n_elites` members with
-the lowest held-out MSE.
+Training (the loss, early stopping, elites) is in `offline_marl.world_model_training`.
 
 The saved file is one self-describing `torch.save` dict (loadable with `weights_only=True`):
 architecture, normalisers and dataset ranges (buffers), weights, elites, the dataset fingerprint, the
@@ -38,26 +24,20 @@ training config and the metrics. `EnsembleWorldModel.load` reads a local file, a
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.transitions import TRANSITION_KEYS
 from dzsc.errors import DzscError
 from dzsc.tasks import Task
-from offline_marl.config import RunConfig, flag
 from offline_marl.errors import ConfigError
 from offline_marl.nn import BatchedMLP
 from offline_marl.runner import write_atomically
@@ -83,66 +63,6 @@ class CorruptWorldModelError(DzscError, ValueError):
 
 class WorldModelMismatchError(DzscError, ValueError):
     """A world model was trained for other dimensions or another body than the task's."""
-
-
-# ----- configuration ---------------------------------------------------------------------------------
-
-
-@dataclass
-class WorldModelConfig(RunConfig):
-    """Flags of `offline_marl/train_worldmodel.py` (MBPO's ensemble defaults)."""
-
-    alg_name: str = flag("world-model", "what is trained (names the output, not an algorithm choice)")
-    ensemble_size: int = flag(7, "ensemble members M, trained together as one batched network")
-    n_elites: int = flag(5, "members with the lowest held-out MSE that model rollouts sample from")
-    hidden_sizes: tuple[int, ...] = flag((200, 200, 200, 200), "hidden layer sizes of every member")
-    activation: str = flag("silu", "hidden activation (silu = MBPO's swish)", ("silu", "relu"))
-    lr: float = flag(1e-3, "Adam learning rate")
-    weight_decay: float = flag(2.5e-5, "L2 weight decay on the weight matrices (not biases or log-variance bounds)")
-    batch_size: int = flag(256, "transitions per member per gradient update (each member draws its own)")
-    validation_fraction: float = flag(0.1, "fraction of transitions held out for early stopping and elite selection")
-    max_epochs: int = flag(200, "cap on epochs; an epoch is ceil(n_train / batch_size) updates")
-    max_training_step: int = flag(100_000, "cap on gradient updates in total (training stops at the first of "
-                                           "max_epochs, this cap, or early stopping)")
-    patience: int = flag(5, "stop after this many epochs in which no member's held-out MSE improved by more "
-                            "than min_improvement")
-    min_improvement: float = flag(0.01, "relative held-out MSE decrease that counts as an improvement "
-                                        "(0.01 = one percent)")
-    termination_loss_coef: float = flag(1.0, "weight of the termination head's binary cross-entropy")
-    logvar_bound_coef: float = flag(0.01, "weight of sum(max_logvar) - sum(min_logvar), which keeps the soft "
-                                          "log-variance bounds tight")
-    world_model_path: str | None = flag(None, "output file; default runs/world_models/{scenario}/seed{seed}/"
-                                              "world_model.pt. An existing file trained on the same dataset with the "
-                                              "same settings is reused instead of training again")
-    retrain: bool = flag(False, "train even when --world_model_path holds a reusable model (it is overwritten)")
-    push_to_hub: str | None = flag(None, "upload the file to this Hugging Face model repo: REPO_ID or "
-                                         "REPO_ID:path/in/repo.pt (default path world_model.pt); needs a write token")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.ensemble_size < 1:
-            raise ConfigError(f"--ensemble_size must be >= 1, got {self.ensemble_size}")
-        if not 1 <= self.n_elites <= self.ensemble_size:
-            raise ConfigError(f"--n_elites must be in [1, ensemble_size={self.ensemble_size}], got {self.n_elites}")
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ConfigError(f"--hidden_sizes must be one or more positive integers, got {self.hidden_sizes}")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        for name in ("weight_decay", "termination_loss_coef", "logvar_bound_coef"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError(f"--max_epochs and --patience must be >= 1, got {self.max_epochs} and {self.patience}")
-        if not 0.0 <= self.min_improvement < 1.0:
-            raise ConfigError(f"--min_improvement must be in [0, 1), got {self.min_improvement}")
-
-
-# Fields whose values change the trained model: a cached file is reused only when they match.
-TRAINING_FIELDS = ("seed", "ensemble_size", "n_elites", "hidden_sizes", "activation", "lr", "weight_decay",
-                   "batch_size", "validation_fraction", "max_epochs", "max_training_step", "patience",
-                   "min_improvement", "termination_loss_coef", "logvar_bound_coef")
 
 
 def default_world_model_path(task: Task, seed: int) -> Path:
@@ -384,191 +304,3 @@ def _resolve_file(path_or_hub_id: str | os.PathLike) -> Path:
         raise WorldModelNotFoundError(
             f"no local file {text}, and as a Hugging Face model repo id: {err}"
         ) from err
-
-
-# ----- training --------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def holdout_metrics(model: EnsembleWorldModel, x: torch.Tensor, y: torch.Tensor, terminals: torch.Tensor) -> dict:
-    """Per-member held-out metrics [M] in normalised units: mse (obs change and reward), obs_mse (obs
-    change only), nll (Gaussian, per dimension, with the log(2 pi) constant), termination accuracy."""
-    sums = {name: torch.zeros(model.ensemble_size, device=x.device, dtype=torch.float64)
-            for name in ("mse", "obs_mse", "nll", "termination_accuracy")}
-    d = model.obs_dim
-    for start in range(0, len(x), HOLDOUT_CHUNK):
-        chunk = slice(start, start + HOLDOUT_CHUNK)
-        xc, yc, tc = x[chunk], y[chunk], terminals[chunk]
-        mean, logvar, logit = model.forward_normalized(xc.expand(model.ensemble_size, *xc.shape))
-        error = (mean - yc).square()
-        sums["mse"] += error.mean(-1).sum(-1)
-        sums["obs_mse"] += error[..., :d].mean(-1).sum(-1)
-        sums["nll"] += (0.5 * (error * torch.exp(-logvar) + logvar + math.log(2 * math.pi))).mean(-1).sum(-1)
-        sums["termination_accuracy"] += (((logit > 0) & model.terminals_seen) == (tc > 0.5)).sum(-1)
-    return {name: value / len(x) for name, value in sums.items()}
-
-
-def ensemble_loss(model: EnsembleWorldModel, x: torch.Tensor, y: torch.Tensor, terminals: torch.Tensor,
-                  termination_coef: float, logvar_bound_coef: float) -> torch.Tensor:
-    """The training loss of the module doc for member batches x [M, B, in], y [M, B, obs+1], terminals [M, B]."""
-    mean, logvar, logit = model.forward_normalized(x)
-    nll = ((mean - y).square() * torch.exp(-logvar) + logvar).mean((1, 2)).sum()
-    bce = F.binary_cross_entropy_with_logits(logit, terminals, reduction="none").mean(1).sum()
-    bound = logvar_bound_coef * (model.max_logvar.sum() - model.min_logvar.sum())
-    return nll + termination_coef * bce + bound
-
-
-def make_optimizer(model: EnsembleWorldModel, lr: float, weight_decay: float) -> torch.optim.Adam:
-    """Fused Adam; L2 decay on the weight matrices only."""
-    decayed = [layer.weight for layer in model.net.layers]
-    others = [layer.bias for layer in model.net.layers] + [model.max_logvar, model.min_logvar]
-    return torch.optim.Adam([{"params": decayed, "weight_decay": weight_decay},
-                             {"params": others, "weight_decay": 0.0}], lr=lr, fused=True)
-
-
-def fit_world_model(dataset: OfflineDataset, config: WorldModelConfig, device: str | torch.device = "cpu",
-                    log: Callable[[dict], None] | None = None, progress: bool = True
-                    ) -> tuple[EnsembleWorldModel, dict]:
-    """Train an ensemble on `dataset` (see the module doc) -> (model with elites and provenance, metrics).
-
-    `log(row)` receives one dict per epoch: epoch, step, train_loss, holdout_mse (mean over members),
-    improved (members that improved). The same seed on the same device gives the same weights."""
-    config.validate()
-    device = torch.device(device)
-    start_time = time.perf_counter()
-    train_np, validation_np = dataset.split(config.validation_fraction, config.seed)
-    to = lambda array: torch.as_tensor(np.asarray(array), device=device)  # noqa: E731
-    obs, actions = to(dataset.observations).float(), to(dataset.actions).float()
-    next_obs = to(dataset.next_observations).float()
-    rewards, terminals = to(dataset.rewards).float(), to(dataset.terminals).float()
-    train, validation = to(train_np), to(validation_np)
-
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
-        torch.manual_seed(config.seed)
-        model = EnsembleWorldModel(dataset.task.obs_dim, dataset.task.action_dim, config.ensemble_size,
-                                   config.n_elites, config.hidden_sizes, config.activation)
-    model.to(device)
-    inputs = torch.cat([obs, actions], dim=-1)
-    targets = torch.cat([next_obs - obs, rewards[:, None]], dim=-1)
-    model.set_normalizers(inputs[train], targets[train], torch.cat([obs, next_obs]), rewards)
-    model.terminals_seen.fill_(bool(terminals[train].any()))
-    termination_coef = config.termination_loss_coef if bool(model.terminals_seen) else 0.0
-    x_all = model.normalize_inputs(obs, actions)
-    y_all = model.normalize_targets(obs, next_obs, rewards)
-    del inputs, targets
-
-    optimizer = make_optimizer(model, config.lr, config.weight_decay)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    G, B, n_train = config.ensemble_size, config.batch_size, len(train)
-    steps_per_epoch = math.ceil(n_train / B)
-    parameters = dict(model.named_parameters())
-    best_state = {name: value.detach().clone() for name, value in parameters.items()}
-    best_mse = torch.full((G,), math.inf, device=device, dtype=torch.float64)
-    x_val, y_val, t_val = x_all[validation], y_all[validation], terminals[validation]
-
-    history = {"train_loss": [], "holdout_mse": [], "holdout_mse_members": []}
-    step, epoch, epochs_since_improvement, stopped = 0, 0, 0, "max_epochs"
-    bar = tqdm(total=config.max_epochs, desc=f"world model {dataset.task.scenario}", unit="epoch",
-               disable=not progress, mininterval=1.0, dynamic_ncols=True)
-    while epoch < config.max_epochs:
-        loss_sum = torch.zeros((), device=device)
-        epoch_steps = min(steps_per_epoch, config.max_training_step - step)
-        for _ in range(epoch_steps):
-            index = train[torch.randint(n_train, (G, B), generator=generator, device=device)]
-            loss = ensemble_loss(model, x_all[index], y_all[index], terminals[index], termination_coef,
-                                 config.logvar_bound_coef)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-        step += epoch_steps
-        epoch += 1
-        mse = holdout_metrics(model, x_val, y_val, t_val)["mse"]
-        improved = mse < best_mse * (1.0 - config.min_improvement)
-        with torch.no_grad():
-            for name, value in parameters.items():
-                best_state[name][improved] = value.detach()[improved]
-        best_mse = torch.where(improved, mse, best_mse)
-        n_improved = int(improved.sum())
-        epochs_since_improvement = 0 if n_improved else epochs_since_improvement + 1
-        train_loss = float(loss_sum) / max(epoch_steps, 1) / G
-        history["train_loss"].append(train_loss)
-        history["holdout_mse"].append(float(mse.mean()))
-        history["holdout_mse_members"].append(mse.tolist())
-        row = {"epoch": epoch, "step": step, "train_loss": train_loss, "holdout_mse": float(mse.mean()),
-               "improved": n_improved}
-        if log is not None:
-            log(row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{train_loss:.3f}", holdout_mse=f"{row['holdout_mse']:.4f}", step=step)
-        if epochs_since_improvement >= config.patience:
-            stopped = "early_stopping"
-            break
-        if step >= config.max_training_step:
-            stopped = "max_training_step"
-            break
-    bar.close()
-
-    with torch.no_grad():
-        for name, value in parameters.items():
-            value.copy_(best_state[name])
-    final = holdout_metrics(model, x_val, y_val, t_val)
-    model.elites.copy_(torch.argsort(final["mse"], stable=True)[: config.n_elites].sort().values)
-    with torch.no_grad():  # the no-change baseline (next obs = obs) in the same normalised units
-        no_change = (y_val[:, : model.obs_dim] + model.output_mean[: model.obs_dim] / model.output_std[: model.obs_dim]
-                     ).square().mean()
-        uncertainty = torch.cat([
-            model.next_obs_disagreement(model.predict(obs[c], actions[c], model.elites)["next_obs_mean"])
-            for c in validation.split(HOLDOUT_CHUNK)])
-    elites = model.elites.tolist()
-    metrics = {
-        "epochs": epoch, "steps": step, "stopped": stopped, "n_train": n_train, "n_validation": len(validation),
-        "time_s": time.perf_counter() - start_time, "elites": elites,
-        "members": [{"member": k, "holdout_mse": float(final["mse"][k]), "holdout_obs_mse": float(final["obs_mse"][k]),
-                     "holdout_nll": float(final["nll"][k]),
-                     "holdout_termination_accuracy": float(final["termination_accuracy"][k]), "elite": k in elites}
-                    for k in range(G)],
-        "holdout_obs_mse_no_change": float(no_change),
-        "holdout_uncertainty_quantiles": dict(zip(map(str, UNCERTAINTY_QUANTILES), np.quantile(
-            uncertainty.double().cpu().numpy(), UNCERTAINTY_QUANTILES).tolist())),
-        "history": history,
-    }
-    model.info = {"fingerprint": dataset_fingerprint(dataset), "scenario": dataset.task.scenario,
-                  "body": dataset.task.body, "config": config.to_dict(), "metrics": metrics}
-    return model, metrics
-
-
-def reusable(model_info: dict, fingerprint: str, config: WorldModelConfig) -> str | None:
-    """None when a saved model matches the dataset fingerprint and the training settings, else the reason."""
-    if model_info.get("fingerprint") != fingerprint:
-        return f"it was trained on another dataset (fingerprint {model_info.get('fingerprint')}, now {fingerprint})"
-    saved = model_info.get("config") or {}
-    wanted = config.to_dict()
-    changed = [name for name in TRAINING_FIELDS if saved.get(name) != wanted[name]]
-    if changed:
-        return "its training settings differ: " + ", ".join(f"{n} {saved.get(n)!r} -> {wanted[n]!r}" for n in changed)
-    return None
-
-
-def metrics_summary(metrics: dict) -> str:
-    """A human-readable table of the per-member held-out metrics."""
-    lines = [f"{'member':>6} {'elite':>5} {'mse':>9} {'obs_mse':>9} {'nll':>9} {'term_acc':>8}"]
-    for row in metrics["members"]:
-        lines.append(f"{row['member']:>6} {'*' if row['elite'] else '':>5} {row['holdout_mse']:>9.5f} "
-                     f"{row['holdout_obs_mse']:>9.5f} {row['holdout_nll']:>9.4f} "
-                     f"{row['holdout_termination_accuracy']:>8.4f}")
-    lines.append(f"no-change baseline obs_mse {metrics['holdout_obs_mse_no_change']:.5f}; {metrics['epochs']} epochs, "
-                 f"{metrics['steps']} updates, stopped by {metrics['stopped']}, {metrics['time_s']:.1f} s")
-    return "\n".join(lines)
-
-
-def write_metrics_json(path: Path, metrics: dict) -> Path:
-    """The metrics beside the model file (`world_model.json`), for people and scripts."""
-    target = Path(path).with_suffix(".json")
-    write_atomically(target, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
-    return target
-
-
-__all__ = ["WorldModelConfig", "EnsembleWorldModel", "fit_world_model", "dataset_fingerprint",
-           "default_world_model_path", "reusable", "WorldModelNotFoundError", "CorruptWorldModelError",
-           "WorldModelMismatchError", "split_hub_id", "holdout_metrics", "TRAINING_FIELDS"]

@@ -35,7 +35,7 @@ from dzsc.datasets.hdf5 import load_hdf5, save_hdf5  # noqa: E402
 from offline_marl import train_rl_model_based  # noqa: E402
 from offline_marl.conventions import analyse_run  # noqa: E402
 from offline_marl.train_worldmodel import train_world_model  # noqa: E402
-from offline_marl.world_model import WorldModelConfig  # noqa: E402
+from offline_marl.world_model_training import WorldModelConfig  # noqa: E402
 
 TASK = "reacher-expert-mix-v0_2x1first_0"
 SCENARIO = "reacher-expert-mix-v0"
@@ -107,7 +107,7 @@ def main() -> None:
     ensure_data(data_path, args.size, args.seed)
     plot_dataset(data_path, plots)
 
-    world_model_path = out / "world_model.pt"
+    world_model_path = out / "world_model" / "world_model.pt"  # in its run folder, out/world_model/
     train_world_model(WorldModelConfig(task_name=TASK, seed=args.seed, dataset_path=str(data_path),
                                        world_model_path=str(world_model_path), device="cpu", **WORLD_MODEL_FLAGS))
     print(f"[{time.perf_counter() - start:.0f} s] world model ready; training MOMA-PPO")

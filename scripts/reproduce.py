@@ -42,7 +42,6 @@ import argparse
 import contextlib
 import csv
 import importlib.util
-import inspect
 import json
 import os
 import platform
@@ -182,33 +181,6 @@ def resolve_data(tasks: list, plan: dict, data_dir: Path, use_existing: bool, dr
 # ------------------------------------------------------------------------------------------------ 2. world models
 
 
-def world_model_job(argv: list[str]) -> dict:
-    """Train one world model (offline_marl.train_worldmodel) and mark its folder done with a summary.json,
-    the file scripts/sweep.py's jobs are finished by. Its source also runs as `python -c` (WorldModelJob)."""
-    import json
-    from pathlib import Path
-
-    from offline_marl.train_worldmodel import main
-
-    result = main(argv)
-    run_dir = Path(argv[argv.index("--run_dir") + 1])
-    summary = {"world_model": result["path"], "elites": result["elites"], "steps": None,
-               "final_normalized_score": None}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
-
-
-WORLD_MODEL_JOB = inspect.getsource(world_model_job) + "\nimport sys\nworld_model_job(sys.argv[1:])\n"
-
-
-class WorldModelJob(sweep.TrainJob):
-    """A scripts/sweep.py job that trains a world model: `python -c WORLD_MODEL_JOB ARGS` (train_worldmodel.py
-    writes no summary.json of its own)."""
-
-    def command(self) -> list[str]:
-        return [self.python, "-u", "-c", WORLD_MODEL_JOB, *self.spec.argv]
-
-
 def world_model_file(out: Path, scenario: str, seed: int | str) -> Path:
     return out / "world_models" / scenario / f"seed{seed}" / "world_model.pt"
 
@@ -260,7 +232,7 @@ def check_arguments(specs: list) -> None:
     """Parse every job's flags with its entry point's parser now, so that a bad plan fails before hours of jobs."""
     from offline_marl import registry
     from offline_marl.config import parse_config
-    from offline_marl.world_model import WorldModelConfig
+    from offline_marl.world_model_training import WorldModelConfig
 
     def config_class(spec):
         if spec.entry_point == WORLD_MODEL_ENTRY_POINT:
@@ -287,44 +259,22 @@ def check_arguments(specs: list) -> None:
             raise ReproduceError(f"{spec.label}: {error}") from None
 
 
-@contextlib.contextmanager
-def _job_class(job_class):
-    """scripts/sweep.py's run_local / submit_slurm build `sweep.TrainJob`s; world-model jobs need their subclass."""
-    saved = sweep.TrainJob
-    sweep.TrainJob = job_class
-    try:
-        yield
-    finally:
-        sweep.TrainJob = saved
-
-
-def run_jobs(specs: list, cluster: str, options: dict, job_class=None) -> list:
+def run_jobs(specs: list, cluster: str, options: dict) -> list:
     """Run the unfinished jobs on the cluster; returns those still unfinished afterwards (failed)."""
     pending = [spec for spec in specs if not spec.finished()]
     if not pending:
         return []
-    job_class = job_class or sweep.TrainJob
     if cluster == "debug":
         for spec in pending:
-            if job_class is WorldModelJob:
-                if options.get("threads"):
-                    import torch
-
-                    torch.set_num_threads(options["threads"])
-                Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
-                world_model_job(list(spec.argv))
-            else:
-                sweep.run_in_process(spec, options.get("threads"))
+            sweep.run_in_process(spec, options.get("threads"))
             print(f"done: {spec.label}", flush=True)
     elif cluster == "local":
-        with _job_class(job_class):
-            code = sweep.run_local(pending, options["jobs"], options["threads"])
+        code = sweep.run_local(pending, options["jobs"], options["threads"])
         if code == 130:
             raise KeyboardInterrupt
     else:
         folder = options["runs_dir"] / "_submitit" / f"{options['name']}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        with _job_class(job_class):
-            submitted = sweep.submit_slurm(pending, options["name"], options["slurm"], folder)
+        submitted = sweep.submit_slurm(pending, options["name"], options["slurm"], folder)
         print(f"submitted {len(submitted)} Slurm jobs (array {submitted[0].job_id.split('_')[0]}; submitit folder "
               f"{folder}); waiting for them", flush=True)
         sweep.wait_slurm(submitted, pending)
@@ -602,7 +552,7 @@ def reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         if args.dry_run:
             return 0
         t = time.perf_counter()
-        failed_models = run_jobs(models, args.cluster, options, WorldModelJob)
+        failed_models = run_jobs(models, args.cluster, options)
         stages["world models"] = time.perf_counter() - t
         broken = {(spec.point["task_name"], spec.point["seed"]) for spec in failed_models}
         # A run whose world model failed cannot start: leave it out (it is reported as unfinished).
@@ -642,7 +592,7 @@ def reproduce(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 if __name__ != "__main__":
-    # Imported (tests): let submitit (cloudpickle) send WorldModelJob by value, as scripts/sweep.py does.
+    # Imported (tests): let submitit (cloudpickle) send this module's objects by value, as scripts/sweep.py does.
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -116,8 +116,9 @@ class JobSpec:
         summary_file = Path(self.run_dir) / "summary.json"
         if not summary_file.exists():
             return False
-        steps, requested = json.loads(summary_file.read_text()).get("steps"), self.requested_steps()
-        return requested is None or steps is None or steps >= requested
+        summary, requested = json.loads(summary_file.read_text()), self.requested_steps()
+        steps = summary.get("steps")
+        return requested is None or steps is None or steps >= requested or bool(summary.get("stopped_early"))
 
 
 # ---------------------------------------------------------------------------------------------

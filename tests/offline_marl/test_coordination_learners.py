@@ -22,7 +22,7 @@ from dzsc.datasets import load_dataset
 from offline_marl import train_rl_model_based
 from offline_marl.evaluate_ad_hoc_teamplay import cross_play
 from offline_marl.train_agents import main
-from offline_marl.world_model import WorldModelConfig, fit_world_model
+from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 
 STEPS = 300
 SMALL = ["--hidden_sizes", "32", "32", "--batch_size", "128"]  # the game is tiny: a few seconds a run on one core

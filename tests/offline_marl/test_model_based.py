@@ -19,7 +19,8 @@ from offline_marl.model_env import ModelEnv
 from offline_marl.runner import load_checkpoint
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
-from offline_marl.world_model import EnsembleWorldModel, WorldModelConfig, WorldModelNotFoundError, fit_world_model
+from offline_marl.world_model import EnsembleWorldModel, WorldModelNotFoundError
+from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 
 TASK = "reacher-expert-C-v0_2x1_0"
 MIX_TASK = "reacher-expert-mix-v0_2x1_0"  # same agents and simulator as TASK, two-convention data

@@ -14,7 +14,7 @@ from dzsc.known_structure import known_structure
 from dzsc.tasks import get_task
 from offline_marl.errors import ConfigError
 from offline_marl.model_env import ModelEnv, RolloutPenalty, SimulatorEnv
-from offline_marl.world_model import WorldModelConfig, fit_world_model
+from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 
 TASK = "reacher-expert-mix-v0_2x1first_0"
 

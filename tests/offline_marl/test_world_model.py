@@ -1,5 +1,6 @@
 """The ensemble world model: learning, elites, early stopping, files (local, folder, Hub cache), reuse."""
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -13,10 +14,10 @@ from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.tasks import get_task
 from offline_marl.errors import ConfigError
-from offline_marl.train_worldmodel import load_or_train_world_model, main
-from offline_marl.world_model import (CorruptWorldModelError, EnsembleWorldModel, WorldModelConfig,
-                                      WorldModelMismatchError, WorldModelNotFoundError, dataset_fingerprint,
-                                      fit_world_model)
+from offline_marl.train_worldmodel import load_or_train_world_model, main, train_world_model
+from offline_marl.world_model import (CorruptWorldModelError, EnsembleWorldModel, WorldModelMismatchError,
+                                      WorldModelNotFoundError, dataset_fingerprint)
+from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 
 TASK = "reacher-expert-mix-v0_2x1first_0"
 SMALL = dict(ensemble_size=4, n_elites=2, hidden_sizes=(64, 64), max_epochs=25, device="cpu")
@@ -216,11 +217,15 @@ def test_model_of_other_dimensions_or_body_is_refused(fitted, tmp_path):
 
 def test_load_or_train_reuses_only_a_matching_model(arrays, dataset, tmp_path, capsys):
     path = tmp_path / "cache" / "world_model.pt"
-    kwargs = dict(world_model_path=str(path), dataset=dataset, progress=False,
-                  **{k: v for k, v in TINY.items() if k != "device"})
+    kwargs = dict(world_model_path=str(path), dataset=dataset, **{k: v for k, v in TINY.items() if k != "device"})
     first = load_or_train_world_model(TASK, 0, device="cpu", **kwargs)
     assert path.is_file() and path.with_suffix(".json").is_file()
     assert "world model written to" in capsys.readouterr().out
+    # a run like the others: its folder (the model's) holds the config, one metrics row per epoch and a summary
+    rows = [json.loads(line) for line in (path.parent / "metrics.jsonl").read_text().splitlines()]
+    epochs = [row for row in rows if "epoch" in row]
+    assert [row["epoch"] for row in epochs] == list(range(1, first.info["metrics"]["epochs"] + 1))
+    assert json.loads((path.parent / "summary.json").read_text())["world_model"] == str(path)
     stamp = path.stat().st_mtime_ns
     again = load_or_train_world_model(TASK, 0, device="cpu", **kwargs)
     assert "reusing the world model" in capsys.readouterr().out
@@ -228,22 +233,39 @@ def test_load_or_train_reuses_only_a_matching_model(arrays, dataset, tmp_path, c
     # an explicit path is loaded as is
     assert _same_predictions(first, load_or_train_world_model(TASK, 0, path_or_hub_id=str(path), device="cpu"))
 
+    # another dataset or other settings: refused, and the file is left as it was
     data, info = arrays
-    changed = {**data, "rewards": data["rewards"] * 1.01}
-    other = OfflineDataset.from_arrays(TASK, changed, info)
-    retrained = load_or_train_world_model(TASK, 0, device="cpu", **{**kwargs, "dataset": other})
-    assert "not reusing" in capsys.readouterr().out
+    other = OfflineDataset.from_arrays(TASK, {**data, "rewards": data["rewards"] * 1.01}, info)
+    with pytest.raises(ConfigError, match="another dataset.*left as it is.*--retrain"):
+        load_or_train_world_model(TASK, 0, device="cpu", **{**kwargs, "dataset": other})
+    with pytest.raises(ConfigError, match="training settings differ: hidden_sizes \\[16\\] -> \\[8\\]"):
+        load_or_train_world_model(TASK, 0, device="cpu", **{**kwargs, "hidden_sizes": (8,)})
+    assert path.stat().st_mtime_ns == stamp
+    retrained = load_or_train_world_model(TASK, 0, device="cpu", **{**kwargs, "dataset": other, "retrain": True})
     assert retrained.info["fingerprint"] == dataset_fingerprint(other) != first.info["fingerprint"]
     assert EnsembleWorldModel.load(path).info["fingerprint"] == dataset_fingerprint(other)
-
-    load_or_train_world_model(TASK, 0, device="cpu", **{**kwargs, "dataset": other, "hidden_sizes": (8,)})
-    assert "training settings differ: hidden_sizes [16] -> [8]" in capsys.readouterr().out
 
     path.write_bytes(b"corrupted")
     with pytest.raises(CorruptWorldModelError, match="--retrain"):
         load_or_train_world_model(TASK, 0, device="cpu", **kwargs)
     load_or_train_world_model(TASK, 0, device="cpu", retrain=True, **kwargs)
     assert EnsembleWorldModel.load(path).info["fingerprint"] == dataset_fingerprint(dataset)
+
+
+def test_world_model_run_resumes_to_the_same_weights(dataset, tmp_path):
+    """Interrupted after 2 epochs (max_training_step) and resumed: the same model as one run straight through."""
+    config = {**{k: v for k, v in TINY.items() if k != "device"}, "max_epochs": 4}
+    straight = load_or_train_world_model(TASK, 0, device="cpu", dataset=dataset,
+                                         world_model_path=str(tmp_path / "a" / "world_model.pt"), **config)
+    steps_per_epoch = straight.info["metrics"]["steps"] // straight.info["metrics"]["epochs"]
+    first = WorldModelConfig(task_name=TASK, seed=0, world_model_path=str(tmp_path / "b" / "world_model.pt"),
+                             **config, max_training_step=2 * steps_per_epoch)
+    train_world_model(first, "cpu", dataset)
+    (tmp_path / "b" / "world_model.pt").unlink()  # the product of the short run; its checkpoint stays
+    resumed = train_world_model(WorldModelConfig(**{**first.__dict__, "max_training_step": 100_000}), "cpu",
+                                dataset)[0]
+    assert resumed.info["metrics"]["epochs"] == straight.info["metrics"]["epochs"]
+    assert _same_predictions(straight, resumed)
 
 
 def test_entry_point_trains_saves_and_pushes(arrays, tmp_path, monkeypatch, capsys):

@@ -140,17 +140,17 @@ def test_bad_plans_fail_before_running_anything(reproduce, tmp_path, capsys):
 
 
 def test_local_cluster_trains_world_models_through_sweep_jobs(reproduce, tmp_path, capsys):
-    """The `local` cluster runs world models as scripts/sweep.py subprocess jobs (WorldModelJob) before the
-    MOMA-PPO runs that need them."""
+    """The `local` cluster runs world models as scripts/sweep.py subprocess jobs (offline_marl.train_worldmodel,
+    a run like the others) before the MOMA-PPO runs that need them."""
     plan = tiny_plan(tmp_path / "plan.yaml", seeds=[0], algorithms=["moma-ppo"], tasks=[COORDINATION],
                      analysis={"videos": False, "crossplay_episodes": 1, "convention_episodes": 1, "bootstrap": 100})
     out = tmp_path / "out"
     code = reproduce.main(["--plan", str(plan), "--out", str(out), "--cluster", "local"])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert reproduce.sweep.TrainJob is not reproduce.WorldModelJob  # the swap for the world models is undone
     model_dir = out / "world_models" / "coordination-expert-mix-v0" / "seed0"
     assert json.loads((model_dir / "summary.json").read_text())["world_model"] == str(model_dir / "world_model.pt")
+    assert (model_dir / "config.yaml").is_file() and (model_dir / "metrics.jsonl").is_file()
     assert "world model written to" in (model_dir / "train.log").read_text()
     run_dir = out / "runs" / "moma-ppo" / COORDINATION / "default" / "seed0"
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 2
