@@ -1,8 +1,6 @@
-"""Shared pieces of the scripts' tests: scripts/sweep.py as a module, a tiny reacher dataset."""
-import importlib.util
+"""Shared pieces of the scripts' tests: the sweep module, a tiny reacher dataset."""
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,20 +8,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_script(name: str):
-    """scripts/NAME.py imported as the module NAME (scripts/ is not a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def sweep_module():
-    return load_script("sweep")
+    from offline_marl import sweep
+
+    return sweep
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,7 @@ table with its convention column, the convention and cross-play reports, the vid
 task; the shipped plans expand to every algorithm x task x seed and pass the entry points' parsers;
 the `local` cluster trains a world model through scripts/sweep.py's subprocess jobs."""
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,16 +32,13 @@ def tiny_plan(path: Path, **changes) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reproduce(sweep_module):
-    """scripts/reproduce.py as the module `reproduce` (it reuses the `sweep` module already loaded)."""
-    if "reproduce" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["reproduce"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["reproduce"]
+def reproduce():
+    from offline_marl import reproduce
+
+    return reproduce
 
 
+@pytest.mark.slow
 def test_tiny_reproduction_writes_table_conventions_crossplay_and_videos(reproduce, tmp_path, capsys):
     out = tmp_path / "out"
     code = reproduce.main(["--plan", str(tiny_plan(tmp_path / "plan.yaml")), "--cluster", "debug", "--out", str(out)])
@@ -139,6 +134,7 @@ def test_bad_plans_fail_before_running_anything(reproduce, tmp_path, capsys):
     assert "unknown keys ['seed']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_local_cluster_trains_world_models_through_sweep_jobs(reproduce, tmp_path, capsys):
     """The `local` cluster runs world models as scripts/sweep.py subprocess jobs (offline_marl.train_worldmodel,
     a run like the others) before the MOMA-PPO runs that need them."""

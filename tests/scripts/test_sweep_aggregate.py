@@ -28,12 +28,9 @@ def make_run(root, alg, task, seed, score, steps=100, curve=(), variant="default
 
 @pytest.fixture(scope="module")
 def aggregate():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import aggregate as module
-    finally:
-        sys.path.pop(0)
-    return module
+    from offline_marl import aggregate
+
+    return aggregate
 
 
 def test_iqm_counts_boundary_seeds_in_proportion(aggregate):
@@ -48,6 +45,7 @@ def test_iqm_counts_boundary_seeds_in_proportion(aggregate):
     assert aggregate.bootstrap_iqm_ci([4.0], 100) == (4.0, 4.0)
 
 
+@pytest.mark.slow
 def test_aggregate_writes_table_csv_and_curves_per_algorithm_and_task(tmp_path):
     runs = tmp_path / "runs"
     for seed, score in enumerate([0.0, 10.0, 50.0]):
@@ -139,6 +137,7 @@ def test_sweep_file_expands_to_run_folders_and_skips_finished_runs(sweep_module,
     assert bad.returncode == 2 and "unknown keys ['gird']" in bad.stderr
 
 
+@pytest.mark.slow
 def test_local_sweep_runs_every_job_and_a_rerun_skips_them(sweep_module, reacher_data, tmp_path):
     sweep_file = write_sweep(tmp_path / "s.yaml", seeds=[0])
     command = [sys.executable, "scripts/sweep.py", str(sweep_file), "--runs_dir", str(tmp_path / "runs"),
