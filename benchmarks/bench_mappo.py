@@ -9,6 +9,12 @@
    stepped with uniform random actions and no policy (the simulator's own cost). A whole iteration
    (rollout + update) is printed next to the original code's 3 s per 2000 env steps (DESIGN.md; not
    measured here, so no ratio).
+3. MOMA-PPO: iterations/s at its defaults (40 episode starts x 50 model steps = 2000 synthetic transitions
+   through an untrained 7 x 3x200 ensemble with Reacher's known structure, then one MA-PPO update of 5 epochs
+   x 4 minibatches; 5,000 generated `reacher-expert-mix-v0` transitions), without memory and with the
+   authors' `--memory_len 10` (each policy's self-attention over its last 10 (observation, action) pairs,
+   in the rollout and in every minibatch). Printed next to the original code's 2.9 s per iteration with
+   memory 10 (DESIGN.md; not measured here, so no ratio); the RATIO line is memory's cost.
 
     python -m benchmarks.bench_mappo [cpu|cuda]
 """
@@ -46,7 +52,7 @@ class LoopActor(nn.Module):
             self.agents.append(actor)
         self.register_buffer("action_mask", batched.action_mask.clone())
 
-    def forward(self, obs):
+    def forward(self, obs, history=None):  # no memory here: history is None
         return torch.cat([actor(obs[i:i + 1]) for i, actor in enumerate(self.agents)])
 
     def std(self):
@@ -57,6 +63,9 @@ class LoopActor(nn.Module):
 
     def entropy(self):
         return torch.cat([actor.entropy() for actor in self.agents])
+
+    def outside_penalty(self, mean):
+        return torch.cat([actor.outside_penalty(mean[i:i + 1]) for i, actor in enumerate(self.agents)])
 
     def clip_grad_norm_(self, max_norm):
         return torch.cat([actor.clip_grad_norm_(max_norm) for actor in self.agents])
@@ -140,6 +149,42 @@ def bench_online(device: torch.device, task_name: str = "reacher-expert-C-v0_2x1
     print(f"RATIO mappo-online-rollout-vs-bare-simulators: {ours / peer:.2f} ({ours:,.0f}/s vs {peer:,.0f}/s)")
 
 
+def moma_ppo_seconds_per_iteration(memory_len: int, device: torch.device, iterations: int = 10) -> float:
+    from dzsc.datasets.dataset import OfflineDataset
+    from dzsc.datasets.generate import generate
+    from dzsc.known_structure import known_structure
+    from offline_marl.data import DeviceDataset
+    from offline_marl.model_based import task_views
+    from offline_marl.model_env import ModelEnv
+    from offline_marl.train_rl_model_based import MOMAPPO, MOMAPPOConfig
+    from offline_marl.world_model import EnsembleWorldModel
+
+    task = get_task("reacher-expert-mix-v0_2x1first_0")
+    arrays = generate("reacher-expert-mix-v0", 5000, 0, progress=False)
+    data = DeviceDataset(OfflineDataset.from_arrays(task.name, *arrays), device, memory_len)
+    torch.manual_seed(0)
+    model = EnsembleWorldModel(task.obs_dim, task.action_dim, 7, 5, (200, 200, 200))
+    env = ModelEnv(model.to(device), structure=known_structure(task))
+    algorithm = MOMAPPO(MOMAPPOConfig(task_name=task.name, memory_len=memory_len), data.space, device, env,
+                        task_views(task.name, device))
+    generator = torch.Generator(device=device).manual_seed(0)
+    algorithm.train_step(data, generator)  # warm-up
+    start = time.perf_counter()
+    for _ in range(iterations):
+        stats = algorithm.train_step(data, generator)
+    torch.stack(list(stats.values())).sum().item()
+    return (time.perf_counter() - start) / iterations
+
+
+def bench_moma_ppo(device: torch.device) -> None:
+    seconds = {memory_len: moma_ppo_seconds_per_iteration(memory_len, device) for memory_len in (0, 10)}
+    for memory_len, s in seconds.items():
+        print(f"  MOMA-PPO iteration, --memory_len {memory_len}: {1 / s:.2f} iterations/s = {s:.2f} s per 2000 "
+              "synthetic transitions incl. the update (original code, memory 10: ~2.9 s, DESIGN.md)")
+    print(f"RATIO moma-ppo-iteration-memory10-vs-none: {seconds[0] / seconds[10]:.2f} "
+          f"({1 / seconds[10]:.2f}/s vs {1 / seconds[0]:.2f}/s)")
+
+
 def main(device: str = "cpu") -> None:
     device = torch.device(device)
     print(f"[mappo] device {device}, CPU threads {torch.get_num_threads()}; defaults: 2x64 networks, "
@@ -147,6 +192,7 @@ def main(device: str = "cpu") -> None:
     for task_name in ("reacher-expert-C-v0_2x1_0", "halfcheetah-random-gen_6x1_0"):
         bench_update(task_name, device)
     bench_online(device)
+    bench_moma_ppo(device)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@
 3. MOMA-PPO iterations/s at its defaults (40 episode starts x 50 model steps = 2000 synthetic transitions
    through a 7 x 3x200 ensemble with Reacher's known structure, then one MA-PPO update of 5 epochs x 4
    minibatches) on 5,000 generated reacher transitions; the original code's figure is 2.9 s/iteration for
-   2000 synthetic transitions (DESIGN.md; not measured here, so no ratio). MOMA-PPO has no memory
-   (`--memory_len`) yet, so there is no figure with one.
+   2000 synthetic transitions (DESIGN.md; not measured here, so no ratio). The same iteration with memory
+   (`--memory_len 10`) is timed by `python -m benchmarks.bench_mappo`.
 
 Reacher sizes (global observation 10, joint action 2). Synthetic inputs: throughput does not depend on
 the values. Run: `python -m benchmarks world_model`.

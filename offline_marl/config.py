@@ -38,6 +38,7 @@ class RunConfig:
     checkpoint_frequency: int = flag(5_000, "updates between checkpoints (also written at the end and on SIGTERM/SIGUSR2)")
     max_eval_episode: int = flag(10, "episodes per evaluation (run in parallel, deterministic actions)")
     memory_len: int = flag(0, "K past (observation, action) pairs fed to the policy through self-attention; 0 = off")
+    history_dim: int = flag(64, "width of the policies' history encoding (with --memory_len > 0)")
     dataset_path: str | None = flag(None, "explicit dataset file (.hdf5, .pkl or minari:ID); default: the task's sources")
     run_dir: str | None = flag(None, "run folder; default runs/{alg_name}/{task_name}/{run_name}/seed{seed}. "
                                "Rerunning on an existing folder resumes it")
@@ -59,6 +60,8 @@ class RunConfig:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         if self.memory_len < 0:
             raise ConfigError(f"--memory_len must be >= 0 (0 = no memory), got {self.memory_len}")
+        if self.memory_len and self.history_dim <= 0:
+            raise ConfigError(f"--history_dim must be a positive integer with --memory_len, got {self.history_dim}")
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:

@@ -67,10 +67,16 @@ class DeviceDataset:
         out = agent_batch(self.arrays, self.views, indices)
         if self.memory_len:
             for name, of_next in (("history", False), ("next_history", True)):
-                history = history_views(self.arrays["observations"], self.arrays["actions"], self.episode_start_of,
-                                        indices, self.memory_len, of_next)
-                out[name] = agent_history(history, self.views)
+                out[name] = agent_history(self.history(indices, of_next), self.views)
         return out
+
+    def history(self, indices: torch.Tensor, of_next: bool = False) -> dict:
+        """Global history windows of the states at `indices` (`history_views`, `memory_len` pairs, float32):
+        the dataset's preceding steps of each one's episode, masked before its start."""
+        history = history_views(self.arrays["observations"], self.arrays["actions"], self.episode_start_of, indices,
+                                self.memory_len, of_next)
+        return {"observations": history["observations"].float(), "actions": history["actions"].float(),
+                "mask": history["mask"]}
 
 
 def agent_batch(arrays: dict, views: dict, indices: torch.Tensor) -> dict:
@@ -90,6 +96,21 @@ def agent_history(history: dict, views: dict) -> dict:
         "actions": gather_agents(history["actions"], views["action_index"], views["action_mask"]).movedim(-2, 0),
         "mask": history["mask"],
     }
+
+
+def empty_history(batch: int, length: int, obs_dim: int, action_dim: int, device: torch.device) -> dict:
+    """`batch` global history windows of `length` pairs with no valid pair (an episode's start)."""
+    return {"observations": torch.zeros(batch, length, obs_dim, device=device),
+            "actions": torch.zeros(batch, length, action_dim, device=device),
+            "mask": torch.zeros(batch, length, dtype=torch.bool, device=device)}
+
+
+def extend_history(history: dict, obs: torch.Tensor, actions: torch.Tensor) -> dict:
+    """Global history windows `[B, K, dim]` after one more step: the oldest pair drops out and
+    (obs [B, obs_dim], actions [B, action_dim]) becomes the newest, valid one."""
+    return {"observations": torch.cat([history["observations"][:, 1:], obs[:, None].float()], dim=1),
+            "actions": torch.cat([history["actions"][:, 1:], actions[:, None].float()], dim=1),
+            "mask": torch.cat([history["mask"][:, 1:], torch.ones_like(history["mask"][:, :1])], dim=1)}
 
 
 def split_agents(global_obs: torch.Tensor, views: dict) -> torch.Tensor:

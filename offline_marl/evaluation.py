@@ -18,7 +18,7 @@ from dzsc.partitions import BODIES
 from dzsc.partitions.colours import AGENT_COLOURS
 from dzsc.scores import normalized_score
 from dzsc.tasks import Task
-from offline_marl.data import agent_history
+from offline_marl.data import agent_history, empty_history, extend_history
 
 Policy = Callable[[torch.Tensor, dict | None], torch.Tensor]
 
@@ -35,9 +35,7 @@ def evaluate(policy: Policy, task: Task, views: dict, n_episodes: int, seed: int
             for k in range(n_episodes)]
     global_obs = np.stack([env.reset(seed=seed + k)[1]["global_obs"] for k, env in enumerate(envs)])
     returns, active = np.zeros(n_episodes), np.ones(n_episodes, dtype=bool)
-    obs_history = np.zeros((n_episodes, memory_len, task.obs_dim))
-    action_history = np.zeros((n_episodes, memory_len, task.action_dim))
-    history_mask = np.zeros((n_episodes, memory_len), dtype=bool)
+    history = empty_history(n_episodes, memory_len, task.obs_dim, task.action_dim, device)  # global windows
     torch_views = {key: torch.as_tensor(value, device=device) for key, value in views.items()}
     valid_actions = views["action_mask"]
     frames = []
@@ -46,24 +44,18 @@ def evaluate(policy: Policy, task: Task, views: dict, n_episodes: int, seed: int
             frames.append(envs[0].render())
         agent_obs = torch.as_tensor(gather_agents(global_obs, views["obs_index"], views["obs_mask"]),
                                     dtype=torch.float32, device=device).swapaxes(0, 1)
-        history = None
-        if memory_len:
-            history = agent_history({"observations": torch.as_tensor(obs_history, dtype=torch.float32, device=device),
-                                     "actions": torch.as_tensor(action_history, dtype=torch.float32, device=device),
-                                     "mask": torch.as_tensor(history_mask, device=device)}, torch_views)
         with torch.no_grad():
-            agent_actions = policy(agent_obs, history).swapaxes(0, 1).cpu().numpy()  # [E, n, act]
+            agent_actions = policy(agent_obs, agent_history(history, torch_views) if memory_len else None)
+            agent_actions = agent_actions.swapaxes(0, 1).cpu().numpy()  # [E, n, act]
         actions = np.zeros((n_episodes, task.action_dim))
         actions[:, views["action_index"][valid_actions]] = agent_actions[:, valid_actions]
+        if memory_len:  # finished episodes' windows change too, but they act no more
+            history = extend_history(history, torch.as_tensor(global_obs, device=device),
+                                     torch.as_tensor(actions, device=device))
         for k in np.flatnonzero(active):
             next_obs, reward, terminated, truncated, _ = envs[k].step_global(actions[k])
             returns[k] += reward
             active[k] = not (terminated or truncated)
-            if memory_len:
-                obs_history[k] = np.roll(obs_history[k], -1, axis=0)
-                action_history[k] = np.roll(action_history[k], -1, axis=0)
-                history_mask[k] = np.roll(history_mask[k], -1)
-                obs_history[k, -1], action_history[k, -1], history_mask[k, -1] = global_obs[k], actions[k], True
             global_obs[k] = next_obs
     for env in envs:
         env.close()

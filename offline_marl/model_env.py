@@ -44,10 +44,11 @@ import torch
 from dzsc.envs import MultiAgentEnv
 from dzsc.known_structure import BodyStructure
 from dzsc.tasks import Task, get_task
+from offline_marl.data import extend_history
 from offline_marl.errors import ConfigError
 from offline_marl.world_model import EnsembleWorldModel
 
-PolicyFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict]]
+PolicyFn = Callable[..., tuple[torch.Tensor, dict]]  # (global_obs[, history]) -> (global_action, extras)
 STEP_KEYS = ("next_obs", "reward", "penalty", "penalised_reward", "uncertainty", "terminated", "cut")
 
 
@@ -81,7 +82,8 @@ class RolloutEnv:
         raise NotImplementedError
 
     def rollout(self, policy_fn: PolicyFn, start_obs: torch.Tensor, horizon: int,
-                generator: torch.Generator | None = None, steps_left: torch.Tensor | None = None) -> dict:
+                generator: torch.Generator | None = None, steps_left: torch.Tensor | None = None,
+                start_history: dict | None = None) -> dict:
         """Run up to `horizon` steps from each start observation [B, obs_dim].
 
         `policy_fn(global_obs [B, obs]) -> (global_action [B, act], extras)` where extras is a dict of
@@ -95,14 +97,21 @@ class RolloutEnv:
         transition passes it has no valid step). Invalid steps' rewards, penalties, uncertainty, terminated
         and cut are zero / False and their observations are frozen at the last valid next observation. The
         policy is still called on the whole batch (fixed shapes, no host synchronisation).
+
+        With `start_history` (global windows of the K pairs before each start state: observations [B, K, obs],
+        actions [B, K, act], mask [B, K]; `offline_marl.data.DeviceDataset.history`, `empty_history`), the
+        policy is called as `policy_fn(global_obs, history)`, each step appends its (obs, executed action) to
+        the windows (`extend_history`), and the windows each step acted on are returned as
+        history_observations [T, B, K, obs], history_actions, history_mask.
         """
         if horizon < 1:
             raise ConfigError(f"rollout horizon must be >= 1, got {horizon}")
         obs = start_obs
         alive = torch.ones(start_obs.shape[0], dtype=torch.bool, device=start_obs.device)
         steps: dict[str, list] = {}
+        history = start_history
         for t in range(horizon):
-            action, extras = policy_fn(obs)
+            action, extras = policy_fn(obs) if history is None else policy_fn(obs, history)
             out = self.step(obs, action, generator)
             if "cut" in steps:  # the previous step is the last one of the rollouts this transition cuts
                 steps["cut"][-1] = steps["cut"][-1] | (alive & out["cut"])
@@ -117,6 +126,9 @@ class RolloutEnv:
                 "terminated": out["terminated"] & keep, "cut": torch.zeros_like(keep),
                 "truncated": keep & (t + 1 >= steps_left) if steps_left is not None else torch.zeros_like(keep),
             }
+            if history is not None:
+                row.update({f"history_{key}": value for key, value in history.items()})
+                history = extend_history(history, obs, action)
             clash = set(extras) & set(row)
             if clash:
                 raise ConfigError(f"policy extras {sorted(clash)} clash with rollout keys; rename them")

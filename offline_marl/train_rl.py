@@ -13,13 +13,16 @@ n_envs x rollout_len. Evaluations (deterministic policy, `--max_eval_episode` ep
 other learner (`offline_marl.runner`).
 
 Episodes run on across iterations; the last step of a rollout is marked as an episode end for GAE
-(bootstrapped from the next value). Resumption is exact: the checkpoint holds each simulator's episode
+(bootstrapped from the next value). With `--memory_len K`, each simulator's history window (its episode's
+last K (observation, executed action) pairs) runs on with it and empties at each reset; the rollout
+keeps the window of every step for the update. Resumption is exact: the checkpoint holds each simulator's episode
 as its reset seed and the actions taken since (reset seeds are drawn from the run's checkpointed
 generator), and a resumed run rebuilds the simulators by replaying those actions (MuJoCo is
 deterministic), so it continues exactly where the uninterrupted run would be.
 
 For reacher, the elbow convention the final deterministic policy converged to is printed (the final
-observations of 20 episodes; C = counter-clockwise elbow, D = clockwise).
+observations of 20 episodes; C = counter-clockwise elbow, D = clockwise; with memory, episodes of
+`offline_marl.evaluation.evaluate`, which carries histories, and `--collect_size` is refused).
 
 With `--collect_size N`, the final deterministic policy then records N transitions with
 `dzsc.datasets.generate.collect` (seed `--seed`, `--n_envs` simulators) into
@@ -59,10 +62,11 @@ from dzsc.envs import MultiAgentEnv
 from dzsc.errors import OutputExistsError, UnknownTaskError, closest
 from dzsc.partitions import BODIES
 from dzsc.tasks import get_task, parse_task_name
-from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig, rollout_history
 from offline_marl.config import flag, parse_config, run_cli
-from offline_marl.data import AgentSpace, merge_agents, split_agents
+from offline_marl.data import AgentSpace, agent_history, empty_history, extend_history, merge_agents, split_agents
 from offline_marl.errors import ConfigError, UnknownAlgorithmError
+from offline_marl.evaluation import evaluate
 from offline_marl.runner import EVAL_SEED_BASE, default_run_dir, train, write_atomically
 
 ALGORITHMS = {"mappo": MAPPOConfig}
@@ -146,6 +150,7 @@ class OnlineMAPPO(MAPPO):
         self.envs: list[MultiAgentEnv] | None = None
         self.episodes: list[dict] = []  # per simulator: reset seed, actions since, return so far
         self.global_obs: np.ndarray | None = None  # [E, obs_dim] current observations
+        self.history: dict | None = None  # with --memory_len: global windows [E, K, dim] of the running episodes
         self.last_return: float | None = None
         self.pending: list[dict] | None = None  # episodes to replay after a checkpoint load
 
@@ -190,21 +195,28 @@ class OnlineMAPPO(MAPPO):
         if len(saved) != E:
             raise ConfigError(f"the checkpoint holds {len(saved)} simulators but --n_envs is {E}; resume with "
                               f"--n_envs {len(saved)}")
-        self.episodes, observations = [], []
+        self.episodes, observations, windows = [], [], []
+        device, K = self.log_alpha.device, self.config.memory_len
         for env, episode in zip(self.envs, saved):
             obs = env.reset(seed=int(episode["seed"]))[1]["global_obs"]
             actions = list(torch.as_tensor(episode["actions"]).cpu().numpy()) if len(episode["actions"]) else []
             total, transitions = 0.0, ReplayRecorder.new_episode()
+            window = empty_history(1, K, self.task.obs_dim, self.task.action_dim, device)
             for action in actions:
                 next_obs, reward, terminated, truncated, _ = env.step_global(action)
                 if self.replay is not None:
                     ReplayRecorder.add(transitions, obs, action, reward, terminated, truncated, next_obs)
+                if K:
+                    window = extend_history(window, torch.as_tensor(obs[None], device=device),
+                                            torch.as_tensor(action[None], device=device))
                 obs = next_obs
                 total += reward
             self.episodes.append({"seed": int(episode["seed"]), "actions": actions, "return": total,
                                   "transitions": transitions})
             observations.append(obs)
+            windows.append(window)
         self.global_obs = np.stack(observations)
+        self.history = {key: torch.cat([w[key] for w in windows]) for key in windows[0]} if K else None
         self.pending = None
 
     # ----- rollouts -----------------------------------------------------------------------------------
@@ -226,14 +238,20 @@ class OnlineMAPPO(MAPPO):
         observations, next_observations = np.empty((2, T, E, self.task.obs_dim), dtype=np.float32)
         rewards = np.empty((T, E), dtype=np.float32)
         terminated, ends = np.zeros((2, T, E), dtype=bool)
-        actions, log_probs, finished = [], [], []
+        actions, log_probs, finished, windows = [], [], [], []
         for t in range(T):
             observations[t] = self.global_obs
             global_obs = torch.as_tensor(observations[t], device=device)
-            sampled, log_prob = self.sample(self.agent_obs(global_obs), generator=generator)
+            history = None
+            if self.history is not None:  # the windows this step acts on (kept for the update)
+                windows.append(self.history)
+                history = agent_history(self.history, self.views)
+            sampled, log_prob = self.sample(self.agent_obs(global_obs), history, generator=generator)
             actions.append(sampled)
             log_probs.append(log_prob)
             env_actions = self.env_actions(sampled)
+            if self.history is not None:
+                self.history = extend_history(self.history, global_obs, torch.as_tensor(env_actions, device=device))
             for k, env in enumerate(self.envs):
                 next_obs, rewards[t, k], terminated[t, k], truncated, _ = env.step_global(env_actions[k])
                 next_observations[t, k] = next_obs
@@ -253,6 +271,9 @@ class OnlineMAPPO(MAPPO):
                 self.episodes[k] = {"seed": seed, "actions": [], "return": 0.0,
                                     "transitions": ReplayRecorder.new_episode()}
                 self.global_obs[k] = self.envs[k].reset(seed=seed)[1]["global_obs"]
+            if self.history is not None and len(done):  # a new episode starts with an empty history
+                for value in self.history.values():
+                    value[torch.as_tensor(done, device=device)] = 0
         ends[-1] = True  # the rollout cuts every running episode: bootstrap there, stop the GAE recursion
         global_obs = torch.as_tensor(observations, device=device)
         next_global_obs = torch.as_tensor(next_observations, device=device)
@@ -264,6 +285,9 @@ class OnlineMAPPO(MAPPO):
             "next_agent_obs": self.agent_obs(next_global_obs), "next_global_obs": next_global_obs,
             "valid": torch.ones((T, E), dtype=torch.bool, device=device),
         }
+        if self.history is not None:
+            rollout["history"] = rollout_history({key: torch.stack([w[key] for w in windows]) for key in windows[0]},
+                                                 self.views)
         return rollout, finished
 
     def replay_arrays(self) -> dict[str, np.ndarray]:
@@ -305,6 +329,9 @@ class OnlineMAPPOConfig(MAPPOConfig):
         super().validate()
         if self.collect_size < 0:
             raise ConfigError(f"--collect_size must be >= 0, got {self.collect_size}")
+        if self.collect_size and self.memory_len:
+            raise ConfigError(f"--collect_size records with dzsc's collector, which gives policies no history, but "
+                              f"--memory_len is {self.memory_len}; collect with a policy trained with --memory_len 0")
 
 
 CONVENTION_EPISODES = 20  # deterministic reacher episodes whose final elbow convention is reported after training
@@ -347,14 +374,18 @@ def global_policy(algorithm: OnlineMAPPO):
     return policy
 
 
-def elbow_conventions(arrays: dict) -> dict:
-    """Reacher: the elbow convention of the episodes' final observations (C: counter-clockwise, sin q1 > 0)."""
-    ends = arrays["terminals"] | arrays["timeouts"]
-    share_c = float(np.mean(elbow_convention(arrays["next_observations"][ends]) > 0))
+def elbow_conventions(final_obs: np.ndarray) -> dict:
+    """Reacher: the elbow convention of episodes' final observations (C: counter-clockwise, sin q1 > 0)."""
+    share_c = float(np.mean(elbow_convention(final_obs) > 0))
     name = "C" if share_c >= 0.5 else "D"
     print(f"elbow convention: {name} ({'counter-clockwise' if name == 'C' else 'clockwise'} elbow) at the end of "
-          f"{100 * max(share_c, 1 - share_c):.0f}% of {int(ends.sum())} deterministic episodes")
+          f"{100 * max(share_c, 1 - share_c):.0f}% of {len(final_obs)} deterministic episodes")
     return {"elbow_convention": name, "convention_share_C": share_c}
+
+
+def final_observations(arrays: dict) -> np.ndarray:
+    """The last observation of each episode of recorded transitions."""
+    return arrays["next_observations"][arrays["terminals"] | arrays["timeouts"]]
 
 
 def default_scenario(body: str, convention: dict | None) -> str:
@@ -367,7 +398,7 @@ def collect_dataset(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: 
     if config.collect_scenario is not None or task.body != "reacher":  # checked before training; may exist since
         check_scenario(config.collect_scenario or default_scenario(task.body, None), task.body, config.overwrite)
     arrays = collect(task.body, global_policy(algorithm), config.collect_size, config.seed, config.n_envs)
-    convention = elbow_conventions(arrays) if task.body == "reacher" else {}
+    convention = elbow_conventions(final_observations(arrays)) if task.body == "reacher" else {}
     scenario = config.collect_scenario or default_scenario(task.body, convention)
     path = check_scenario(scenario, task.body, config.overwrite)
     metadata = {"scenario": scenario, "task_name": task.name, "seed": config.seed, "size": config.collect_size,
@@ -425,9 +456,15 @@ def main(argv: list[str] | None = None) -> dict:
     summary = train(run_config, build, needs_dataset=False)
     algorithm = built[-1].eval()
     if task.body == "reacher":
-        episodes = collect("reacher", global_policy(algorithm), CONVENTION_EPISODES * task.max_episode_steps,
-                           EVAL_SEED_BASE + 1000 * config.seed, min(config.n_envs, CONVENTION_EPISODES), progress=False)
-        summary = {**summary, **elbow_conventions(episodes)}
+        seed = EVAL_SEED_BASE + 1000 * config.seed
+        if config.memory_len:  # episodes that carry the policies' histories
+            final = evaluate(algorithm.act, task, agent_views(task), CONVENTION_EPISODES, seed,
+                             algorithm.log_alpha.device, config.memory_len)["final_observations"]
+        else:
+            final = final_observations(collect("reacher", global_policy(algorithm), CONVENTION_EPISODES *
+                                               task.max_episode_steps, seed, min(config.n_envs, CONVENTION_EPISODES),
+                                               progress=False))
+        summary = {**summary, **elbow_conventions(final)}
     if config.save_replay is not None:
         summary = {**summary, "replay": save_replay(algorithm, config, Path(run_config.run_dir), summary)}
     if config.collect_size:

@@ -16,6 +16,9 @@ Each iteration (one runner step):
      a transition whose ensemble disagreement passes `--cut_threshold` (the adaptive cut: that
      transition is dropped, the step before it is a truncation bootstrapped by the critic);
   3. one MA-PPO update (`offline_marl.algos.mappo`) on those synthetic transitions.
+With `--memory_len K` (the authors use 10), each policy also sees its last K (observation, action) pairs:
+a rollout starts with the K dataset steps before its start state in that state's episode (none from an
+episode's first state: masked), and every model step appends its own pair.
 Defaults, measured on `reacher-expert-mix-v0_2x1first_0` (README, "MOMA-PPO ablation"): rollouts of a
 whole episode (50 steps) from the episodes' first states, so the policies train on the states their own
 control reaches, as online PPO does; 40 of them = 2,000 synthetic transitions per iteration (the
@@ -34,9 +37,10 @@ import torch
 
 from dzsc.datasets.dataset import gather_agents
 from dzsc.tasks import get_task
-from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig, rollout_history
 from offline_marl.config import flag, parse_config, run_cli
-from offline_marl.data import AgentSpace, DeviceDataset, merge_agents, split_agents
+from offline_marl.data import AgentSpace, DeviceDataset, agent_history, merge_agents, split_agents
+from offline_marl.errors import ConfigError
 from offline_marl.model_based import ModelRolloutConfig, make_rollout_env, rollout_statistics, task_views
 from offline_marl.model_env import RolloutEnv
 from offline_marl.runner import train
@@ -94,9 +98,10 @@ class MOMAPPO(MAPPO):
         else:
             starts = torch.randint(len(data), (c.n_envs,), generator=generator, device=data.device)
 
-        def policy(global_obs: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        def policy(global_obs: torch.Tensor, history: dict | None = None) -> tuple[torch.Tensor, dict]:
             agent_obs = split_agents(global_obs, self.views)
-            actions, log_probs = self.sample(agent_obs, generator=generator)
+            actions, log_probs = self.sample(agent_obs, None if history is None else agent_history(history, self.views),
+                                             generator=generator)
             env_actions = merge_agents(self.actor.clip_actions(actions), self.views, self.space.global_action_dim)
             return env_actions, {"agent_obs": agent_obs, "agent_actions": actions, "log_probs": log_probs}
 
@@ -104,7 +109,13 @@ class MOMAPPO(MAPPO):
         # truncation (bootstrapped), as in the simulator; so is the rollout's last step
         steps_left = self.max_episode_steps - (starts - data.episode_start_of[starts])
         horizon = min(c.rollout_len, self.max_episode_steps)
-        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), horizon, generator, steps_left)
+        # with memory, each start state's history is its dataset episode's preceding steps (none at an episode start)
+        if c.memory_len and data.memory_len != c.memory_len:
+            raise ConfigError(f"the dataset gives histories of {data.memory_len} steps but --memory_len is "
+                              f"{c.memory_len}; build DeviceDataset(..., memory_len={c.memory_len})")
+        start_history = data.history(starts) if c.memory_len else None
+        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), horizon, generator, steps_left,
+                               start_history)
         last = torch.zeros_like(out["valid"])
         last[-1] = True
         rollout = {"agent_obs": out["agent_obs"], "global_obs": out["obs"], "actions": out["agent_actions"],
@@ -112,6 +123,9 @@ class MOMAPPO(MAPPO):
                    "terminated": out["terminated"], "ends": out["terminated"] | out["cut"] | out["truncated"] | last,
                    "next_agent_obs": split_agents(out["next_obs"], self.views), "next_global_obs": out["next_obs"],
                    "valid": out["valid"]}
+        if c.memory_len:
+            windows = {key: out[f"history_{key}"] for key in ("observations", "actions", "mask")}
+            rollout["history"] = rollout_history(windows, self.views)
         return rollout, out
 
     @torch.no_grad()

@@ -29,7 +29,6 @@ class OfflineConfig(RunConfig):
     critic_lr: float = flag(3e-4, "Q / V learning rate")
     discount: float = flag(0.99, "discount factor gamma")
     tau: float = flag(0.005, "target network Polyak rate: target <- (1 - tau) target + tau online")
-    history_dim: int = flag(64, "width of the history encoding (with --memory_len > 0)")
 
 
 class PolicyInput(nn.Module):

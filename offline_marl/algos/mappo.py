@@ -41,8 +41,14 @@ Implementation notes.
 - log alpha is floored at log 1e-4: while the entropy sits above its target (most of a run starting from a
   wide policy), an unbounded log alpha falls linearly for thousands of steps and would need as long to
   come back once the entropy drops below the target.
-- `--memory_len` is refused: recurrent / history policies need the rollout to carry each step's history
-  and PPO's minibatches to regather it; not implemented here.
+- Memory (`--memory_len K`, as the MOMA-PPO authors' policies with K = 10): each policy also sees its
+  last K (observation, action) pairs, pi_i(a_i | o_i, h_i) with h_i = HistoryEncoder_i((o_i, a_i)_{t-K..t-1})
+  (`offline_marl.algos.base.PolicyInput`: self-attention, pairs before the episode start masked; history
+  observations normalised like the current one, actions as executed). The critic sees no history: it
+  only serves training, where the centralised critic's global observation already holds the team's state
+  (the mixer's per-agent values see the current observations). A rollout carries each step's window
+  (`history` in `update`), so the minibatches evaluate exactly the inputs that sampled the actions.
+  K = 0 builds no encoder (the same networks, random draws and numbers as before memory existed).
 - Defaults: PPO's MuJoCo settings (Schulman et al., 2017; 2x64 networks, Adam 3e-4 with eps 1e-5,
   clip 0.2, gradient norm 0.5, orthogonal initialisation, small policy output layer), with MAPPO's
   5 epochs and value clipping, and lambda 0.98 as in MOMA-PPO. 2x64 networks suffice for these
@@ -56,9 +62,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from offline_marl.algos.base import PolicyInput
 from offline_marl.algos.ma_iql import TeamValue
 from offline_marl.config import RunConfig, flag
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, agent_history
 from offline_marl.errors import ConfigError
 from offline_marl.nn import LOG_STD_MAX, LOG_STD_MIN, BatchedMLP, normal_log_density
 
@@ -80,7 +87,8 @@ class MAPPOConfig(RunConfig):
     checkpoint_frequency: int = flag(25, "iterations between checkpoints (also written at the end and on "
                                          "SIGTERM/SIGUSR2)")
     batch_size: int = flag(256, "unused by MA-PPO: a minibatch is 1 / n_minibatches of the rollout")
-    memory_len: int = flag(0, "must be 0: MA-PPO has no history encoder")
+    memory_len: int = flag(0, "K past (observation, action) pairs each policy sees through self-attention (the "
+                              "critic does not); 0 = off, the MOMA-PPO authors use 10")
     hidden_sizes: tuple[int, ...] = flag((64, 64), "hidden layer sizes of the policies and the critic")
     mixer_hidden_sizes: tuple[int, ...] = flag((64,), "hidden layer sizes of the mixer's hypernetwork (--critic mixer)")
     critic: str = flag("centralised", "team value: one MLP of the global observation (centralised), or per-agent "
@@ -108,9 +116,6 @@ class MAPPOConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.memory_len:
-            raise ConfigError(f"--memory_len {self.memory_len}: MA-PPO has no history encoder (it would need the "
-                              "rollout to carry each step's history); use --memory_len 0")
         for name in ("n_epochs", "n_minibatches", "n_envs", "rollout_len"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
@@ -193,12 +198,14 @@ def orthogonal_init_(mlp: BatchedMLP, output_gain: float) -> None:
 
 
 class GaussianActor(nn.Module):
-    """Per-agent Gaussian policies N(mu_i(o_i), diag exp(2 log_std_i)): one batched MLP, padded actions masked."""
+    """Per-agent Gaussian policies N(mu_i(o_i, h_i), diag exp(2 log_std_i)): one batched MLP (after the
+    history encoder when there is one), padded actions masked."""
 
     def __init__(self, groups: int, obs_dim: int, action_dim: int, hidden: tuple[int, ...],
-                 action_mask: torch.Tensor, init_log_std: float):
+                 action_mask: torch.Tensor, init_log_std: float, policy_input: PolicyInput | None = None):
         super().__init__()
-        self.net = BatchedMLP(groups, obs_dim, hidden, action_dim)
+        self.policy_input = policy_input  # observation (+ encoded history); None: the observation alone
+        self.net = BatchedMLP(groups, obs_dim if policy_input is None else policy_input.dim, hidden, action_dim)
         orthogonal_init_(self.net, 0.01)
         self.log_std = nn.Parameter(torch.full((groups, 1, action_dim), float(init_log_std)))
         self.register_buffer("action_mask", action_mask.float()[:, None, :])  # [G, 1, A]
@@ -207,9 +214,10 @@ class GaussianActor(nn.Module):
         self.register_buffer("action_low", -torch.ones(groups, 1, action_dim))
         self.register_buffer("action_high", torch.ones(groups, 1, action_dim))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Means [G, B, A] (padded entries arbitrary)."""
-        return self.net(obs)
+    def forward(self, obs: torch.Tensor, history: dict | None = None) -> torch.Tensor:
+        """Means [G, B, A] (padded entries arbitrary) of observations [G, B, obs] and, with memory, their
+        histories (observations [G, B, K, obs], actions [G, B, K, A], mask [B, K])."""
+        return self.net(obs if self.policy_input is None else self.policy_input(obs, history))
 
     def std(self) -> torch.Tensor:
         return self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
@@ -263,17 +271,23 @@ class MixerCritic(TeamValue):
         orthogonal_init_(self.v.net, 1.0)
 
 
+def rollout_history(windows: dict, views: dict) -> dict:
+    """A rollout's global history windows (observations [T, E, K, obs_dim], actions [T, E, K, action_dim],
+    mask [T, E, K]) -> the per-agent layout of `MAPPO.update` (observations [T, n, E, K, obs], ...)."""
+    per_agent = agent_history(windows, views)  # [n, T, E, K, dim]
+    return {"observations": per_agent["observations"].transpose(0, 1), "actions": per_agent["actions"].transpose(0, 1),
+            "mask": per_agent["mask"]}
+
+
 class MAPPO(nn.Module):
     """MA-PPO on rollouts given as tensors (see `update`); acting with `act` / `sample`."""
 
     def __init__(self, config: MAPPOConfig, space: AgentSpace, device: torch.device):
         super().__init__()
-        if config.memory_len:
-            raise ConfigError(f"--memory_len {config.memory_len}: MA-PPO has no history encoder; use --memory_len 0")
         self.config, self.space = config, space
         n = space.n_agents
         self.actor = GaussianActor(n, space.obs_dim, space.action_dim, config.hidden_sizes, space.action_mask,
-                                   config.init_log_std)
+                                   config.init_log_std, PolicyInput(config, space) if config.memory_len else None)
         self.critic = (CentralisedCritic(space, config.hidden_sizes) if config.critic == "centralised"
                        else MixerCritic(space, config.hidden_sizes, config.mixer_hidden_sizes))
         self.log_alpha = nn.Parameter(torch.full((n,), math.log(config.init_entropy_coef)))
@@ -309,6 +323,12 @@ class MAPPO(nn.Module):
         stats = self.global_obs_stats
         return ((global_obs - stats.mean.float()) / stats.std().float()).clamp(-OBS_CLIP, OBS_CLIP)
 
+    def normalize_history(self, history: dict | None) -> dict | None:
+        """Agents' history windows with their observations normalised like current ones (None stays None)."""
+        if history is None:
+            return None
+        return {**history, "observations": self.normalize_agent_obs(history["observations"])}
+
     def _denormalize_value(self, value: torch.Tensor) -> torch.Tensor:
         if not self.config.value_norm:
             return value
@@ -322,15 +342,16 @@ class MAPPO(nn.Module):
     # ----- acting --------------------------------------------------------------------------------------
 
     def act(self, agent_obs: torch.Tensor, history: dict | None = None) -> torch.Tensor:
-        """Deterministic actions clip(mu(o)) to the executed box: [n, E, obs] -> [n, E, act] (padded entries 0)."""
-        return self.actor.clip_actions(self.actor(self.normalize_agent_obs(agent_obs)))
+        """Deterministic actions clip(mu(o, h)) to the executed box: [n, E, obs] -> [n, E, act] (padded entries
+        0); `history` as `offline_marl.data.agent_history` gives it, with --memory_len."""
+        return self.actor.clip_actions(self.actor(self.normalize_agent_obs(agent_obs), self.normalize_history(history)))
 
     @torch.no_grad()
     def sample(self, agent_obs: torch.Tensor, history: dict | None = None,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Unclipped Gaussian actions [n, E, act] (padded entries 0; `actor.clip_actions` before executing them)
         and their log-probabilities [n, E]."""
-        mean = self.actor(self.normalize_agent_obs(agent_obs))
+        mean = self.actor(self.normalize_agent_obs(agent_obs), self.normalize_history(history))
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         log_std = self.actor.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
         actions = (mean + log_std.exp() * noise) * self.actor.action_mask
@@ -345,7 +366,9 @@ class MAPPO(nn.Module):
             agent_obs [T, n, E, obs], global_obs [T, E, gobs], actions [T, n, E, act] (as sampled, unclipped),
             log_probs [T, n, E], rewards [T, E], terminated [T, E] bool (no bootstrap), ends [T, E] bool
             (episode ended here for any reason), next_agent_obs [T, n, E, obs], next_global_obs [T, E, gobs],
-            valid [T, E] bool (False: not a step; ignored everywhere).
+            valid [T, E] bool (False: not a step; ignored everywhere), and with --memory_len the windows the
+            policies acted on, history = {observations [T, n, E, K, obs], actions [T, n, E, K, act], mask [T, E, K]}
+            (`rollout_history`).
 
         Returns scalar tensors (means over the gradient steps; agent quantities averaged over agents).
         """
@@ -386,6 +409,12 @@ class MAPPO(nn.Module):
             old_log_probs = agents(rollout["log_probs"])[:, index]
         obs, global_obs = obs[:, index], global_obs[index]
         actions = agents(rollout["actions"])[:, index]
+        history = None
+        if c.memory_len:  # normalised once: the statistics stay those of the rollout until the epochs end
+            windows = rollout["history"]
+            history = self.normalize_history({"observations": agents(windows["observations"])[:, index],
+                                              "actions": agents(windows["actions"])[:, index],
+                                              "mask": windows["mask"].reshape(T * E, -1)[index]})
 
         optimizer = self.optimizers["mappo"]
         critic_parameters = list(self.critic.parameters())
@@ -399,7 +428,9 @@ class MAPPO(nn.Module):
             for batch in permutation.tensor_split(c.n_minibatches):
                 if batch.numel() == 0:
                     continue
-                mean = self.actor(obs[:, batch])
+                mean = self.actor(obs[:, batch], None if history is None else {
+                    "observations": history["observations"][:, batch], "actions": history["actions"][:, batch],
+                    "mask": history["mask"][batch]})
                 log_ratio = self.actor.log_prob(mean, actions[:, batch]) - old_log_probs[:, batch]  # [n, B]
                 ratio = log_ratio.exp()
                 advantage = advantages[batch]

@@ -1,4 +1,5 @@
-"""MA-PPO: GAE, invalid steps, padded agents, online learning on reacher, train_rl.py end to end and resume."""
+"""MA-PPO: GAE, invalid steps, padded agents, memory (history windows, ratios, K = 0 unchanged), online
+learning on reacher, train_rl.py end to end and resume."""
 import copy
 import dataclasses
 import json
@@ -13,8 +14,8 @@ from dzsc.datasets import load_dataset
 from dzsc.datasets.dataset import agent_views
 from dzsc.errors import OutputExistsError
 from dzsc.tasks import get_task
-from offline_marl.algos.mappo import MAPPO, MAPPOConfig, gae
-from offline_marl.data import AgentSpace
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig, gae, rollout_history
+from offline_marl.data import AgentSpace, merge_agents
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
 from offline_marl.train_rl import OnlineMAPPO, main
@@ -160,14 +161,96 @@ def test_padded_agents_sample_act_and_update():
         assert all(torch.isfinite(value) for value in stats.values())
 
 
+def test_without_memory_the_numbers_are_those_of_the_code_before_memory():
+    # golden figures of MA-PPO before --memory_len existed (same seed, rollout and generators); recompute them
+    # only for a deliberate change of MA-PPO's maths or defaults
+    space = space_of("reacher-expert-C-v0_2x1first_0")
+    torch.manual_seed(0)
+    algorithm = MAPPO(MAPPOConfig(hidden_sizes=(16, 16), n_minibatches=2, n_epochs=2), space, CPU)
+    assert algorithm.actor.policy_input is None and not any("encoder" in key for key in algorithm.state_dict())
+    rollout = random_rollout(space, T=12, E=4, seed=1)
+    stats = algorithm.update(rollout, torch.Generator().manual_seed(5))
+    expected = {"policy_loss": 0.20393045246601105, "value_loss": 0.782929539680481, "entropy": 0.9193630814552307,
+                "entropy_coef": 0.009851736947894096, "approx_kl": 1.1209425926208496,
+                "clip_fraction": 0.8582236766815186, "explained_variance": -0.12687444686889648,
+                "value": 0.23399117588996887}
+    for name, value in expected.items():
+        torch.testing.assert_close(stats[name].item(), value, rtol=1e-5, atol=1e-6, msg=name)
+    actions, log_probs = algorithm.sample(rollout["agent_obs"][0], generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(actions.sum().item(), 0.2749900221824646, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(log_probs.sum().item(), -5.395765781402588, rtol=1e-5, atol=1e-6)
+
+
+def test_online_rollouts_carry_histories_that_empty_at_each_reset_and_ratios_start_at_one():
+    task_name, K = "reacher-expert-C-v0_2x1_0", 3
+    task = get_task(task_name)
+    views = {key: torch.as_tensor(value) for key, value in agent_views(task).items()}
+    torch.manual_seed(0)
+    config = MAPPOConfig(task_name=task_name, n_envs=2, rollout_len=40, memory_len=K, hidden_sizes=(16,), n_epochs=1,
+                         n_minibatches=1, clip=1e-6)
+    algorithm = OnlineMAPPO(config, space_of(task_name), CPU)
+    generator = torch.Generator().manual_seed(0)
+    first, _ = algorithm.collect_rollout(generator)
+    stats = [algorithm.update(first, generator)]
+    second, _ = algorithm.collect_rollout(generator)
+    stats.append(algorithm.update(second, generator))
+    # the update evaluates exactly the inputs that sampled the actions, before and after the normalisers moved
+    assert all(s["clip_fraction"] == 0 and abs(s["approx_kl"]) < 1e-9 for s in stats)
+
+    # 80 steps: reacher's 50-step episodes start at steps 0 and 50 (the window runs on across the rollouts
+    # at step 40 and empties at 50); the window at step t holds the pairs of its episode in [t - K, t)
+    obs = torch.cat([first["global_obs"], second["global_obs"]])  # [80, E, obs]
+    executed = torch.stack([merge_agents(algorithm.actor.clip_actions(a), views, task.action_dim)
+                            for a in torch.cat([first["actions"], second["actions"]])])  # [80, E, act]
+    assert first["ends"][:, 0].nonzero().flatten().tolist() == [39]  # the rollout's end, not the episode's
+    assert second["ends"][:, 0].nonzero().flatten().tolist() == [9, 39]  # the episode's end at step 49
+    windows = {"observations": torch.zeros(80, 2, K, task.obs_dim), "actions": torch.zeros(80, 2, K, task.action_dim),
+               "mask": torch.zeros(80, 2, K, dtype=torch.bool)}
+    for t in range(80):
+        episode_start = 0 if t < 50 else 50
+        for m in range(1, K + 1):
+            if t - m >= episode_start:
+                windows["observations"][t, :, K - m], windows["actions"][t, :, K - m] = obs[t - m], executed[t - m]
+                windows["mask"][t, :, K - m] = True
+    expected = rollout_history(windows, views)
+    for key, value in expected.items():
+        assert torch.equal(torch.cat([first["history"][key], second["history"][key]]), value), key
+    assert not expected["mask"][50].any() and expected["mask"][49].all() and expected["mask"][40].all()
+
+    # ... and the ratio check can fail: the second rollout with its windows shifted by one step
+    shifted = {**second, "history": {key: value.roll(1, dims=0) for key, value in second["history"].items()}}
+    assert algorithm.update(shifted, generator)["clip_fraction"] > 0.5
+
+
+def test_train_rl_with_memory_runs_and_resumes_exactly(tmp_path):
+    def args(run_dir, steps):
+        # 30-step rollouts: the resume at iteration 2 falls 10 steps into an episode, whose window is rebuilt
+        return ["--task_name", "reacher-expert-C-v0_2x1_0", "--run_dir", str(run_dir), "--device", "cpu",
+                "--max_training_step", str(steps), "--eval_frequency", "2", "--log_frequency", "1",
+                "--checkpoint_frequency", "2", "--max_eval_episode", "2", "--n_envs", "2", "--rollout_len", "30",
+                "--hidden_sizes", "16", "--memory_len", "3", "--history_dim", "8"]
+
+    summary = main(args(tmp_path / "straight", 4))
+    assert summary["steps"] == 4 and summary["elbow_convention"] in ("C", "D")
+    config = yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())
+    assert config["memory_len"] == 3 and config["history_dim"] == 8
+    main(args(tmp_path / "resumed", 2))
+    main(args(tmp_path / "resumed", 4))
+    straight = rows(tmp_path / "straight")
+    assert [row["step"] for row in straight if "normalized_score" in row] == [2, 4]
+    assert rows(tmp_path / "resumed") == straight
+
+
 def test_config_file_holds_the_defaults_and_bad_values_are_refused(tmp_path):
     values = yaml.safe_load((Path(__file__).parents[2] / "configs" / "mappo.yaml").read_text())
     defaults = {f.name: f.default for f in dataclasses.fields(MAPPOConfig)}
     for key, value in values.items():
         expected = defaults[key]
         assert (list(expected) if isinstance(expected, tuple) else expected) == value, key
-    with pytest.raises(ConfigError, match="memory_len"):
-        main(["--run_dir", str(tmp_path / "r"), "--memory_len", "4"])
+    with pytest.raises(ConfigError, match="--history_dim"):
+        main(["--run_dir", str(tmp_path / "r"), "--memory_len", "4", "--history_dim", "0"])
+    with pytest.raises(ConfigError, match="--collect_size records with dzsc's collector"):
+        main(["--run_dir", str(tmp_path / "r"), "--memory_len", "4", "--collect_size", "10"])
     with pytest.raises(ConfigError, match="--clip must be > 0"):
         main(["--run_dir", str(tmp_path / "r"), "--clip", "0"])
     with pytest.raises(ConfigError, match="ant scenario but the policy drives reacher"):

@@ -1,5 +1,5 @@
 """Model-environments: sampling from elites, clipping, penalties and caps, the adaptive cut, rollouts that
-really stop, and the simulator behind the same interface."""
+really stop and carry history windows, and the simulator behind the same interface."""
 import copy
 import math
 
@@ -12,6 +12,7 @@ from dzsc.datasets.generate import generate
 from dzsc.envs import MultiAgentEnv
 from dzsc.known_structure import known_structure
 from dzsc.tasks import get_task
+from offline_marl.data import empty_history
 from offline_marl.errors import ConfigError
 from offline_marl.model_env import ModelEnv, RolloutPenalty, SimulatorEnv
 from offline_marl.world_model_training import WorldModelConfig, fit_world_model
@@ -159,6 +160,38 @@ def test_rollout_stops_at_the_cut_and_never_without_it(model, batch):
     assert cut["valid"][-1].any()  # and some ran to the horizon
     assert len(set(cut["valid"].sum(0).tolist())) >= 3  # rollouts of several lengths
     np.testing.assert_array_less(cut["uncertainty"][cut["valid"]].numpy(), threshold + 1e-6)  # no kept step above
+
+
+def test_rollout_carries_history_windows(model, batch):
+    # K = 3; rows 0 and 1 start at an episode start (empty windows), row 2 with two earlier pairs (oldest masked)
+    obs, K, T = batch[0][:3], 3, 5
+    start = empty_history(3, K, obs.shape[1], 2, obs.device)
+    start["observations"][2, 1:] = torch.arange(2.0 * obs.shape[1]).view(2, -1)
+    start["actions"][2, 1:] = torch.tensor([[0.1, 0.2], [0.3, 0.4]])
+    start["mask"][2, 1:] = True
+    seen = []
+
+    def remembering(global_obs, history):
+        seen.append(history)
+        return policy(global_obs)
+
+    out = ModelEnv(model).rollout(remembering, obs, T, generator(7), start_history=start)
+    # step t acts on the start window shifted by t, the rollout's own (obs, action) pairs appended
+    own = {"observations": out["obs"].float().transpose(0, 1), "actions": out["actions"].float().transpose(0, 1),
+           "mask": torch.ones(3, T, dtype=torch.bool)}
+    for t in range(T):
+        for key in ("observations", "actions", "mask"):
+            expected = torch.cat([start[key], own[key]], dim=1)[:, t:t + K]
+            assert torch.equal(out[f"history_{key}"][t], expected), (t, key)
+            assert torch.equal(seen[t][key], expected), (t, key)
+    mask = out["history_mask"]  # [T, B, K]
+    assert not mask[0, :2].any() and mask[1, 0].tolist() == [False, False, True]  # episode starts: masked
+    assert mask[0, 2].tolist() == [False, True, True] and mask[3].all()
+    assert torch.equal(out["history_observations"][1, 0, -1], obs[0].float())
+    # memory changes what the policy is given, nothing else: the same steps as without it
+    plain = ModelEnv(model).rollout(policy, obs, T, generator(7))
+    assert set(out) - set(plain) == {"history_observations", "history_actions", "history_mask"}
+    assert all(torch.equal(plain[key], out[key]) for key in plain)
 
 
 def test_the_termination_head_ends_rollouts(model, batch):
