@@ -1,5 +1,5 @@
 # One-command set-up: every target that runs code first builds .venv from the pinned lock file.
-# The venv is rebuilt only when requirements.lock or setup.py change (stamp file), so repeat runs are fast.
+# The venv is rebuilt only when requirements.lock or pyproject.toml change (stamp file), so repeat runs are fast.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +13,7 @@ export MUJOCO_GL ?= egl
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock requirements.txt setup.py
+$(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock

@@ -24,6 +24,8 @@ from offline_marl.evaluate_ad_hoc_teamplay import cross_play
 from offline_marl.train_agents import main
 from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 
+pytestmark = pytest.mark.slow  # learning tests
+
 STEPS = 300
 SMALL = ["--hidden_sizes", "32", "32", "--batch_size", "128"]  # the game is tiny: a few seconds a run on one core
 

@@ -218,6 +218,7 @@ def test_cosine_schedule_and_its_state_survive_a_checkpoint(name):
 LEARNING = [("iql", 1500, 15.0), ("ma-iql", 1500, 25.0)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, steps, minimum", LEARNING)
 def test_learns_on_reacher(name, steps, minimum, reacher_c_path, train_args, tmp_path):
     args = train_args(name, reacher_c_path, tmp_path / "run", steps) + ["--hidden_sizes", "64", "64"]

@@ -4,6 +4,8 @@ import pytest
 
 from offline_marl.train_agents import main
 
+pytestmark = pytest.mark.slow  # learning tests
+
 # (algorithm, updates, minimum normalised score after them); random policy ~ 0, data ~ 106.
 BUDGETS = [("bc", 1500, 60.0)]
 

@@ -100,6 +100,7 @@ def bound_batch(n_agents: int, size: int = 32) -> dict:
             "dones": torch.zeros(size)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_class, algorithm_class, extra", [
     (BCConfig, BC, {}), (IQLConfig, IQL, {}), (MAIQLConfig, MAIQL, {}),
     (CQLConfig, CQL, {"n_actions": 3}),  # in its behaviour-cloning warm-up

@@ -309,6 +309,7 @@ LEARNING_BUDGETS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alg_name, steps, minimum, flags", LEARNING_BUDGETS)
 def test_learns_on_reacher(alg_name, steps, minimum, flags, reacher_c_path, train_args, tmp_path):
     summary = main(train_args(alg_name, reacher_c_path, tmp_path / "run", steps) + flags)

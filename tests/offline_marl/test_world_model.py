@@ -43,6 +43,7 @@ def fitted(dataset):
     return model, metrics, rows
 
 
+@pytest.mark.slow
 def test_loss_falls_and_elites_are_the_best_held_out_members(fitted):
     model, metrics, rows = fitted
     assert [row["epoch"] for row in rows] == list(range(1, len(rows) + 1))
@@ -61,6 +62,7 @@ def test_loss_falls_and_elites_are_the_best_held_out_members(fitted):
     assert 0 < quantiles["0.5"] <= quantiles["0.9"] <= quantiles["1.0"]
 
 
+@pytest.mark.slow
 def test_fitted_model_beats_no_change_on_held_out_transitions(fitted, dataset):
     model, metrics, _ = fitted
     _, validation = dataset.split(0.1, seed=0)
@@ -81,6 +83,7 @@ def test_fitted_model_beats_no_change_on_held_out_transitions(fitted, dataset):
     assert metrics["members"][0]["holdout_obs_mse"] < metrics["holdout_obs_mse_no_change"]
 
 
+@pytest.mark.slow
 def test_termination_head_learns_the_terminals(arrays):
     data, info = arrays
     data = {**data, "terminals": data["next_observations"][:, 0] > 0.8}  # a learnable rule, 36 % of transitions

@@ -14,6 +14,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.slow  # a Slurm cluster and end-to-end sweeps
+
 # iql runs long enough (~10 s) to be interrupted mid-run; it comes first in the array so that its
 # requeue wait (~12 s) overlaps the bc jobs.
 STEPS = {"iql": 600, "bc": 300}

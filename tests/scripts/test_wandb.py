@@ -3,7 +3,11 @@ the final summary are logged, and a resumed run continues the same wandb run (sa
 import json
 import time
 
+import pytest
+
 from offline_marl.train_agents import main
+
+pytestmark = pytest.mark.slow  # an end-to-end run with the wandb service process
 
 TASK = "reacher-expert-C-v0_2x1_0"
 
