@@ -14,14 +14,24 @@ BENCHMARKS = {
     "quality": bench_quality.main,
 }
 
+
+
+def refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0)
     first_flag = next((i for i, arg in enumerate(args) if arg.startswith("-")), len(args))
     names, flags = args[:first_flag] or list(BENCHMARKS), args[first_flag:]
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
-        sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+        refuse(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
     if flags and len(names) != 1:
-        sys.exit(f"flags {flags} need exactly one benchmark name before them, e.g. `python -m benchmarks quality --seeds 1`")
+        refuse(f"flags {flags} need exactly one benchmark name before them, e.g. `python -m benchmarks quality --seeds 1`")
     for name in names:
         BENCHMARKS[name](flags) if flags else BENCHMARKS[name]()

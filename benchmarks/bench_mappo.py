@@ -32,7 +32,8 @@ from dzsc.envs import MultiAgentEnv
 from dzsc.tasks import get_task
 from offline_marl.algos.mappo import MAPPO, GaussianActor, MAPPOConfig
 from offline_marl.data import AgentSpace
-from offline_marl.train_rl import OnlineMAPPO
+from offline_marl.algos import online_mappo
+from offline_marl.runner import RunContext
 
 T, E = 200, 10
 
@@ -121,7 +122,8 @@ def bench_update(task_name: str, device: torch.device, repeats: int = 5) -> None
 def bench_online(device: torch.device, task_name: str = "reacher-expert-C-v0_2x1_0") -> None:
     task = get_task(task_name)
     torch.manual_seed(0)
-    algorithm = OnlineMAPPO(MAPPOConfig(task_name=task_name, n_envs=E, rollout_len=T), space_of(task_name), device)
+    algorithm = online_mappo.build(MAPPOConfig(task_name=task_name, n_envs=E, rollout_len=T),
+                                   RunContext.of(get_task(task_name), device))
     generator = torch.Generator(device=device).manual_seed(0)
     algorithm.collect_rollout(generator)  # warm-up (creates the simulators)
     start = time.perf_counter()
@@ -153,20 +155,19 @@ def moma_ppo_seconds_per_iteration(memory_len: int, device: torch.device, iterat
     from dzsc.datasets.dataset import OfflineDataset
     from dzsc.datasets.generate import generate
     from dzsc.known_structure import known_structure
-    from offline_marl.data import DeviceDataset
-    from offline_marl.model_based import task_views
+    from offline_marl.algos.moma_ppo import MOMAPPO, MOMAPPOConfig
     from offline_marl.model_env import ModelEnv
-    from offline_marl.train_rl_model_based import MOMAPPO, MOMAPPOConfig
     from offline_marl.world_model import EnsembleWorldModel
 
     task = get_task("reacher-expert-mix-v0_2x1first_0")
     arrays = generate("reacher-expert-mix-v0", 5000, 0, progress=False)
-    data = DeviceDataset(OfflineDataset.from_arrays(task.name, *arrays), device, memory_len)
+    context = RunContext.of(task, device, OfflineDataset.from_arrays(task.name, *arrays), memory_len)
+    data = context.data
     torch.manual_seed(0)
     model = EnsembleWorldModel(task.obs_dim, task.action_dim, 7, 5, (200, 200, 200))
     env = ModelEnv(model.to(device), structure=known_structure(task))
-    algorithm = MOMAPPO(MOMAPPOConfig(task_name=task.name, memory_len=memory_len), data.space, device, env,
-                        task_views(task.name, device))
+    algorithm = MOMAPPO(MOMAPPOConfig(task_name=task.name, memory_len=memory_len), context.space, device, env,
+                        context.views, task.max_episode_steps)
     generator = torch.Generator(device=device).manual_seed(0)
     algorithm.train_step(data, generator)  # warm-up
     start = time.perf_counter()

@@ -44,7 +44,7 @@ SIZE = 20_000
 
 
 def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: torch.device) -> float:
-    config_class, algorithm_class = registry.algorithm(alg).config_class, registry.algorithm(alg).build
+    config_class, algorithm_class = registry.algorithm(alg).config_class, registry.algorithm(alg).learner
     # CQL's full update (critic and SAC actor), not its cheaper behaviour-cloning warm-up
     config = config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
     dataset = load_dataset(task, path=path)
@@ -64,7 +64,7 @@ def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: to
 
 def flops_per_update(alg: str, task: str, path: Path, device: torch.device) -> float:
     """Floating-point operations of one update (forward and backward), counted by torch's FLOP counter."""
-    config_class, algorithm_class = registry.algorithm(alg).config_class, registry.algorithm(alg).build
+    config_class, algorithm_class = registry.algorithm(alg).config_class, registry.algorithm(alg).learner
     config = config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
     data = DeviceDataset(load_dataset(task, path=path), device)
     algorithm = algorithm_class(config, data.space, device)

@@ -9,11 +9,8 @@
 2. Model rollouts: 10,000 start states x 10 steps through `ModelEnv` (5 elites, sampling, penalties,
    cut, a small tanh policy), target < 1 s on 2 CPU cores. Prints the time and start-steps/s.
 
-3. MOMA-PPO iterations/s at its defaults (40 episode starts x 50 model steps = 2000 synthetic transitions
-   through a 7 x 3x200 ensemble with Reacher's known structure, then one MA-PPO update of 5 epochs x 4
-   minibatches) on 5,000 generated reacher transitions; the original code's figure is 2.9 s/iteration for
-   2000 synthetic transitions (DESIGN.md; not measured here, so no ratio). The same iteration with memory
-   (`--memory_len 10`) is timed by `python -m benchmarks.bench_mappo`.
+MOMA-PPO's whole iteration (rollouts and update, with and without memory) is timed by
+`python -m benchmarks.bench_mappo`.
 
 Reacher sizes (global observation 10, joint action 2). Synthetic inputs: throughput does not depend on
 the values. Run: `python -m benchmarks world_model`.
@@ -149,30 +146,6 @@ def rollout_gflop(n_start: int = 10_000, horizon: int = 10) -> float:
     return horizon * n_start * ELITES * 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) / 1e9
 
 
-def moma_ppo_iterations_per_s(iterations: int = 20) -> float:
-    from dzsc.datasets.dataset import OfflineDataset
-    from dzsc.datasets.generate import generate
-    from dzsc.known_structure import known_structure
-    from dzsc.tasks import get_task
-    from offline_marl.data import DeviceDataset
-    from offline_marl.model_based import task_views
-    from offline_marl.train_rl_model_based import MOMAPPO, MOMAPPOConfig
-
-    task = "reacher-expert-mix-v0_2x1first_0"
-    data = DeviceDataset(OfflineDataset.from_arrays(task, *generate("reacher-expert-mix-v0", 5000, 0, progress=False)),
-                         torch.device("cpu"))
-    model = EnsembleWorldModel(OBS, ACT, MEMBERS, ELITES, (200, 200, 200))
-    config = MOMAPPOConfig(task_name=task)
-    env = ModelEnv(model, RolloutPenalty(), structure=known_structure(get_task(task)))
-    algorithm = MOMAPPO(config, data.space, torch.device("cpu"), env, task_views(task, torch.device("cpu")))
-    generator = torch.Generator().manual_seed(0)
-    algorithm.train_step(data, generator)
-    start = time.perf_counter()
-    for _ in range(iterations):
-        algorithm.train_step(data, generator)
-    return iterations / (time.perf_counter() - start), config.n_envs * config.rollout_len
-
-
 def main() -> None:
     torch.manual_seed(0)
     print(f"[world_model] reacher sizes (obs {OBS}, action {ACT}), {MEMBERS} members x {HIDDEN}, batch {BATCH}/member, "
@@ -192,9 +165,6 @@ def main() -> None:
     print(f"  rollout compute {rollout_gflop():.0f} GFLOP: {rollout_gflop() / best:.0f} GFLOP/s = "
           f"{100 * rollout_gflop() / best / peak:.0f} % of the GEMM rate measured alongside ({peak:.0f} GFLOP/s; "
           "DESIGN.md: ~214 on an idle 2-vCPU machine, where the target needs >= 60 %)")
-    rate, transitions = moma_ppo_iterations_per_s()
-    print(f"  MOMA-PPO: {rate:.2f} iterations/s = {1 / rate:.2f} s per {transitions} synthetic transitions incl. the "
-          "update, at its defaults (original code: 2.9 s per 2000 synthetic transitions, DESIGN.md)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Task names -> multi-agent tasks.
 
-Grammar (TASKS.md): `{body}-{dataset}-{version}_{agent_conf}_{obsk}[_DEV]`, e.g.
+Grammar (README, "Tasks"): `{body}-{dataset}-{version}_{agent_conf}_{obsk}[_DEV]`, e.g.
 `reacher-expert-mix-v0_2x1first_0`, `ant-full-replay-v2_t4x2_0`, `halfcheetah-medium-v2_2x3_0t_DEV`,
 `coordination-expert-mix-v0_2x1_0` (the iterated coordination game of `dzsc.games`).
 `_DEV` keeps only the first 10,000 transitions of the dataset.

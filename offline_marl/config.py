@@ -23,6 +23,44 @@ def flag(default, help: str, choices: tuple | None = None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
+# The range of every numeric flag of every entry point, in one place (checked by RunConfig.validate for the fields
+# a config has; tests/offline_marl/test_config.py checks that no numeric flag is missing). "[a, b)": a <= x < b.
+BOUNDS = {
+    # counts and sizes
+    "batch_size": "[1, inf)", "max_training_step": "[1, inf)", "eval_frequency": "[1, inf)", "log_frequency": "[1, inf)",
+    "checkpoint_frequency": "[1, inf)", "max_eval_episode": "[1, inf)", "memory_len": "[0, inf)",
+    "history_dim": "[1, inf)", "hidden_sizes": "[1, inf)", "mixer_hidden_sizes": "[1, inf)", "seed": "[0, 4294967295]",
+    "n_actions": "[1, inf)", "policy_delay": "[1, inf)", "policy_eval_start": "[0, inf)", "omar_iters": "[1, inf)",
+    "omar_samples": "[1, inf)", "omar_elites": "[1, inf)", "n_epochs": "[1, inf)", "n_minibatches": "[1, inf)",
+    "n_envs": "[1, inf)", "rollout_len": "[1, inf)", "rollout_refresh": "[1, inf)", "rollout_starts": "[1, inf)",
+    "collect_size": "[0, inf)", "ensemble_size": "[1, inf)", "n_elites": "[1, inf)", "max_epochs": "[1, inf)",
+    "patience": "[1, inf)", "world_model_epochs": "[1, inf)",
+    # discount-like and fractions
+    "discount": "[0, 1]", "gamma": "[0, 1]", "gae_lambda": "[0, 1]", "tau": "(0, 1]", "expectile": "(0, 1)",
+    "omar_coe": "[0, 1]", "real_data_fraction": "[0, 1)", "validation_fraction": "(0, 1)", "min_improvement": "[0, 1)",
+    # learning rates
+    "lr": "(0, 1]", "actor_lr": "(0, 1]", "critic_lr": "(0, 1]", "temperature_lr": "(0, 1]", "entropy_coef_lr": "(0, 1]",
+    # weights, penalties, temperatures, noise
+    "alpha": "[0, inf)", "alpha_cql": "[0, inf)", "cql_target_gap": "[0, inf)", "temperature": "[0, inf)",
+    "max_weight": "(0, inf)", "initial_temperature": "(0, inf)", "init_entropy_coef": "(0, inf)",
+    "action_mean_penalty": "[0, inf)", "clip": "(0, inf)", "value_clip": "[0, inf)", "max_grad_norm": "(0, inf)",
+    "weight_decay": "[0, inf)", "termination_loss_coef": "[0, inf)", "logvar_bound_coef": "[0, inf)",
+    "next_obs_penalty": "[0, inf)", "reward_disagreement_penalty": "[0, inf)", "reward_std_penalty": "[0, inf)",
+    "penalty_cap": "(0, inf]", "cut_threshold": "(0, inf]", "cut_multiple": "(0, inf]", "policy_noise": "[0, inf)",
+    "noise_clip": "[0, inf)", "cql_noise": "(0, inf)", "omar_sigma": "[0, inf)", "rollout_noise": "[0, inf)",
+    "init_log_std": "[-5, 2]", "target_entropy": "(-inf, inf)",
+}
+
+
+def check_bounds(name: str, value, bounds: str) -> None:
+    """Refuse `value` (a number, or each number of a list) outside `bounds` ("[a, b)" etc.); NaN is always outside."""
+    low, high = (float(x) for x in bounds[1:-1].split(","))
+    for x in value if isinstance(value, (list, tuple)) else (value,):
+        inside = (x >= low if bounds[0] == "[" else x > low) and (x <= high if bounds[-1] == "]" else x < high)
+        if not inside:
+            raise ConfigError(f"--{name} must be in {bounds}, got {value}")
+
+
 @dataclass
 class RunConfig:
     """Flags shared by every entry point."""
@@ -53,15 +91,12 @@ class RunConfig:
                                      "their own colours) and a PNG strip of its frames")
 
     def validate(self) -> None:
-        positive = ("batch_size", "max_training_step", "eval_frequency", "log_frequency", "checkpoint_frequency",
-                    "max_eval_episode")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        if self.memory_len < 0:
-            raise ConfigError(f"--memory_len must be >= 0 (0 = no memory), got {self.memory_len}")
-        if self.memory_len and self.history_dim <= 0:
-            raise ConfigError(f"--history_dim must be a positive integer with --memory_len, got {self.history_dim}")
+        """Every numeric flag inside its BOUNDS, every flag with choices one of them; subclasses add the checks
+        that relate several flags."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in BOUNDS and value is not None:
+                check_bounds(f.name, value, BOUNDS[f.name])
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -111,14 +146,61 @@ def run_cli(main: Callable[[], object]) -> None:
         sys.exit(2)
 
 
-def read_yaml(path: str) -> dict:
+def read_yaml_mapping(path: str | Path, what: str, valid_keys: set | None = None, error: type = ConfigError,
+                      examples: str = "") -> dict:
+    """A YAML file holding a mapping (of only `valid_keys`, when given): the one reader of flag files, sweep
+    files and reproduction plans. A missing file, bad YAML, another top-level type or an unknown key raises
+    `error` with a message naming the file and the fix."""
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"--config {path}: no such file")
-    values = yaml.safe_load(file.read_text()) or {}
+        raise error(f"{what} {path}: no such file" + (f" (examples: {examples})" if examples else ""))
+    try:
+        values = yaml.safe_load(file.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise error(f"{what} {path} is not valid YAML: {' '.join(str(err).split())[:300]}. Fix the file where the "
+                    "message points") from None
     if not isinstance(values, dict):
-        raise ConfigError(f"--config {path}: expected a mapping of flag names to values, got {type(values).__name__}")
+        raise error(f"{what} {path}: expected a mapping of names to values, got {type(values).__name__}")
+    unknown = sorted(set(values) - valid_keys) if valid_keys is not None else []
+    if unknown:
+        raise error(f"{what} {path}: unknown keys {unknown}; valid keys: {', '.join(sorted(valid_keys))}")
     return values
+
+
+def _is_kind(value, kind: type) -> bool:
+    """YAML's value as the flag's type, without coercion (a bool is no int, an int is a float)."""
+    if kind is bool or kind is str:
+        return isinstance(value, kind)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def check_yaml_types(config_class: type, values: dict, source: str) -> None:
+    """Refuse YAML values whose type is not the flag's (never coerce): an int flag given 3.5 or "3", a bool flag
+    given "yes", a list flag given a number, null for a flag that cannot be None."""
+    hints = typing.get_type_hints(config_class)
+    for name, value in values.items():
+        hint = hints[name]
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        kind = next((a for a in args if a is not type(None)), hint) if optional else hint
+        if value is None:
+            if optional:
+                continue
+            raise ConfigError(f"{source}: {name} is null but must be a value; remove the key to keep the default")
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            if isinstance(value, list) and value and all(_is_kind(v, item) for v in value):
+                continue
+            raise ConfigError(f"{source}: {name} must be a non-empty list of {item.__name__}, got {value!r}")
+        if not _is_kind(value, kind):
+            hint_text = (" (YAML reads 1e-3 as text: write 1.0e-3)" if kind is float and isinstance(value, str)
+                         else "")
+            raise ConfigError(f"{source}: {name} must be {'a ' + kind.__name__ if kind is not int else 'an int'}, "
+                              f"got {value!r} ({type(value).__name__}){hint_text}")
 
 
 def parse_config(config_class_for: Callable[[str], type], argv: list[str] | None, description: str,
@@ -129,13 +211,14 @@ def parse_config(config_class_for: Callable[[str], type], argv: list[str] | None
     pre.add_argument("--config")
     pre.add_argument("--alg_name")
     known, _ = pre.parse_known_args(argv)
-    yaml_values = read_yaml(known.config) if known.config else {}
+    yaml_values = read_yaml_mapping(known.config, "--config") if known.config else {}
     config_class = config_class_for(known.alg_name or yaml_values.get("alg_name", default_alg))
     names = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(yaml_values) - names)
     if unknown:
         raise ConfigError(f"--config {known.config}: unknown keys {unknown} for {config_class.__name__}; "
                           f"valid keys: {', '.join(sorted(names))}")
+    check_yaml_types(config_class, yaml_values, f"--config {known.config}")
     args = build_parser(config_class, yaml_values, description, alg_choices).parse_args(argv)
     config = config_class(**{name: getattr(args, name) for name in names})
     for f in dataclasses.fields(config):

@@ -18,8 +18,8 @@ Runs must share the agents' split (body, agent_conf, obsk), not the dataset: run
 different data (expert-C vs expert-D) can be paired. Writes crossplay.md, crossplay.csv and
 crossplay.json (matrix, self-play per run, mean self-play, mean cross-play) to --out.
 
-Loading is generic: the algorithms of `offline_marl.registry` come with their policy loaders, MA-PPO
-and MOMA-PPO are registered here (POLICY_LOADERS); another entry point registers its own with
+Loading is generic: the algorithms of `offline_marl.registry` come with their policy loaders; an
+algorithm trained elsewhere registers its own (POLICY_LOADERS) with
 `register_policy_loader(name, loader)` or `--loader NAME=module:function`, where a loader is
 `(checkpoint: dict, space: AgentSpace, device) -> object with act(agent_obs, history)`.
 """
@@ -54,24 +54,6 @@ def register_policy_loader(name: str, loader: Loader | str) -> None:
     """`loader(checkpoint, space, device)` rebuilds the policy of runs whose config has alg_name == name
     (a "module:function" string is imported on first use)."""
     POLICY_LOADERS[name] = loader
-
-
-def load_mappo_policy(checkpoint: dict, space: AgentSpace, device: torch.device):
-    """MA-PPO (online) and MOMA-PPO runs: the actors, critic and normalisers (no simulator or model state)."""
-    from offline_marl.algos.mappo import MAPPO, MAPPOConfig
-
-    policy = MAPPO(registry.config_from_dict(MAPPOConfig, checkpoint["config"]), space, device)
-    names = set(policy.state_dict())
-    policy.load_state_dict({key: value for key, value in checkpoint["algorithm"].items() if key in names})
-    return policy.eval()
-
-
-def _register_builtin_loaders() -> None:
-    for name in ("mappo", "moma-ppo"):
-        POLICY_LOADERS.setdefault(name, load_mappo_policy)
-
-
-_register_builtin_loaders()
 
 
 def _resolve_loader(name: str) -> Loader:

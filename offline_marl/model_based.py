@@ -13,11 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 
-from dzsc.datasets.dataset import agent_views
 from dzsc.known_structure import known_structure
-from dzsc.tasks import get_task
 from offline_marl.config import flag
 from offline_marl.errors import ConfigError
 from offline_marl.model_env import RolloutEnv, RolloutPenalty, ModelEnv, SimulatorEnv
@@ -77,29 +74,22 @@ class ModelRolloutConfig:
     def validate_rollouts(self) -> None:
         if self.perfect_wm and self.world_model:
             raise ConfigError("--perfect_wm and --world_model exclude each other: the perfect model is the simulator")
-        if self.world_model_epochs <= 0:
-            raise ConfigError(f"--world_model_epochs must be a positive integer, got {self.world_model_epochs}")
-        if not self.cut_multiple > 0:
-            raise ConfigError(f"--cut_multiple must be > 0, got {self.cut_multiple}")
         self.rollout_penalty(math.inf if self.cut_threshold is None else self.cut_threshold).validate()
 
 
-def make_rollout_env(config, device: torch.device) -> RolloutEnv:
-    """The simulator (`--perfect_wm`) or the world model given / cached / trained for the task and seed."""
+def make_rollout_env(config, context) -> RolloutEnv:
+    """The simulator (`--perfect_wm`) or the world model given / cached / trained for the run's task, data and seed
+    (`context`: `offline_marl.runner.RunContext`)."""
     if config.perfect_wm:
-        return SimulatorEnv(get_task(config.task_name))
-    model = load_or_train_world_model(config.task_name, config.seed, config.world_model, device,
-                                      dataset_path=config.dataset_path, max_epochs=config.world_model_epochs)
-    structure = known_structure(get_task(config.task_name)) if config.known_structure else None
+        return SimulatorEnv(context.task)
+    model = load_or_train_world_model(config.task_name, config.seed, config.world_model, context.device,
+                                      dataset=context.dataset, dataset_path=config.dataset_path,
+                                      max_epochs=config.world_model_epochs)
+    structure = known_structure(context.task) if config.known_structure else None
     cut_threshold = config.resolved_cut_threshold(model)
     print(f"model rollouts: {structure.description if structure else 'the learned model alone (no known structure)'};"
           f" cut above a next-state disagreement of {cut_threshold:.3g}")
-    return ModelEnv(model.to(device), config.rollout_penalty(cut_threshold), structure=structure)
-
-
-def task_views(task_name: str, device: torch.device) -> dict:
-    """The task's padded index matrices (`dzsc.datasets.dataset.agent_views`) as tensors on `device`."""
-    return {key: torch.as_tensor(value, device=device) for key, value in agent_views(get_task(task_name)).items()}
+    return ModelEnv(model.to(context.device), config.rollout_penalty(cut_threshold), structure=structure)
 
 
 ROLLOUT_STATISTICS = ("rollout_length", "model_reward", "penalty", "uncertainty", "cut_fraction", "terminated_fraction")

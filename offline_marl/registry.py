@@ -6,8 +6,10 @@ sweepable at once. An entry point trains the algorithms registered under its mod
 
     offline_marl.train_agents             model-free offline learners (bc, iql, ma-iql, itd3-bc, cql, omar)
     offline_marl.train_model_based_agent  their model-augmented variants (mb-iql, mb-ma-iql, mb-itd3-bc)
+    offline_marl.train_rl_model_based     MOMA-PPO (moma-ppo)
+    offline_marl.train_rl                 online MA-PPO in the simulator (mappo)
 
-A builder is `build(config, space, device) -> nn.Module` (the runner's contract, `offline_marl.runner.train`);
+A learner is built as `Algorithm.make(config, context)` (`context`: the run's `offline_marl.runner.RunContext`);
 a policy loader is `load_policy(checkpoint, space, device) -> module with act(agent_obs, history)`.
 """
 from __future__ import annotations
@@ -20,20 +22,29 @@ import torch
 from torch import nn
 
 from dzsc.errors import closest
+from offline_marl.algos import moma_ppo, online_mappo
 from offline_marl.algos.bc import BC, BCConfig
 from offline_marl.algos.cql import CQL, CQLConfig
 from offline_marl.algos.iql import IQL, IQLConfig
 from offline_marl.algos.itd3_bc import ITD3BC, ITD3BCConfig
 from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+from offline_marl.algos.model_augmented import (ModelAugmentedLearner, ModelBasedIQLConfig, ModelBasedITD3BCConfig,
+                                                ModelBasedMAIQLConfig)
+from offline_marl.algos.moma_ppo import MOMAPPO, MOMAPPOConfig
 from offline_marl.algos.omar import OMAR, OMARConfig
+from offline_marl.algos.online_mappo import OnlineMAPPO, OnlineMAPPOConfig
 from offline_marl.data import AgentSpace
 from offline_marl.errors import UnknownAlgorithmError
+from offline_marl.model_based import make_rollout_env
 
 OFFLINE = "offline_marl.train_agents"
 MODEL_AUGMENTED = "offline_marl.train_model_based_agent"
+MOMA_PPO = "offline_marl.train_rl_model_based"
+ONLINE = "offline_marl.train_rl"
 MODEL_AUGMENTED_PREFIX = "mb-"
 
-Builder = Callable[..., nn.Module]
+Builder = Callable[..., nn.Module]  # (config, context) -> learner
 PolicyLoader = Callable[[dict, AgentSpace, torch.device], nn.Module]
 
 
@@ -44,10 +55,15 @@ class Algorithm:
     name: str
     entry_point: str
     config_class: type
-    build: Builder
+    learner: type  # its nn.Module, constructed as learner(config, space, device) unless `build` is given
     load_policy: PolicyLoader
+    build: Builder | None = None  # for learners that need more of the run: a model-environment, the task
     uses_reward_scale: bool = False  # rewards scaled by 1000 / (max - min episode return) (Kostrikov et al., 2022)
     needs_dataset: bool = True
+
+    def make(self, config, context) -> nn.Module:
+        """The learner of a run (the runner's builder)."""
+        return self.build(config, context) if self.build else self.learner(config, context.space, context.device)
 
 
 def config_from_dict(config_class: type, values: dict):
@@ -60,7 +76,7 @@ def config_from_dict(config_class: type, values: dict):
 def offline_policy(checkpoint: dict, space: AgentSpace, device: torch.device) -> nn.Module:
     """A model-free learner as `runner.train` builds it, with its checkpointed weights."""
     entry = algorithm(checkpoint["config"]["alg_name"])
-    learner = entry.build(config_from_dict(entry.config_class, checkpoint["config"]), space, device)
+    learner = entry.learner(config_from_dict(entry.config_class, checkpoint["config"]), space, device)
     learner.load_state_dict(checkpoint["algorithm"])
     return learner.eval()
 
@@ -68,25 +84,28 @@ def offline_policy(checkpoint: dict, space: AgentSpace, device: torch.device) ->
 def model_augmented_policy(checkpoint: dict, space: AgentSpace, device: torch.device) -> nn.Module:
     """A model-augmented learner (`mb-{name}`): its wrapped learner only (no world model or synthetic buffer)."""
     entry = algorithm(checkpoint["config"]["alg_name"].removeprefix(MODEL_AUGMENTED_PREFIX))
-    learner = entry.build(config_from_dict(entry.config_class, checkpoint["config"]), space, device)
+    learner = entry.learner(config_from_dict(entry.config_class, checkpoint["config"]), space, device)
     learner.load_state_dict({key.removeprefix("learner."): value for key, value in checkpoint["algorithm"].items()
                              if key.startswith("learner.")})
     return learner.eval()
 
 
-def build_model_augmented(config, space: AgentSpace, device: torch.device) -> nn.Module:
-    """The learner of `config` wrapped so that its batches mix dataset and world-model transitions."""
-    from offline_marl.algos.model_augmented import ModelAugmentedLearner
-    from offline_marl.model_based import make_rollout_env, task_views
+def mappo_policy(checkpoint: dict, space: AgentSpace, device: torch.device) -> nn.Module:
+    """MA-PPO (online) and MOMA-PPO runs: the actors, critic and normalisers (no simulator or model state)."""
+    policy = MAPPO(config_from_dict(MAPPOConfig, checkpoint["config"]), space, device)
+    names = set(policy.state_dict())
+    policy.load_state_dict({key: value for key, value in checkpoint["algorithm"].items() if key in names})
+    return policy.eval()
 
-    learner = algorithm(config.alg_name.removeprefix(MODEL_AUGMENTED_PREFIX)).build(config, space, device)
-    return ModelAugmentedLearner(learner, config, space, device, make_rollout_env(config, device),
-                                 task_views(config.task_name, device))
+
+def build_model_augmented(config, context) -> nn.Module:
+    """The learner of `config` wrapped so that its batches mix dataset and world-model transitions."""
+    base = algorithm(config.alg_name.removeprefix(MODEL_AUGMENTED_PREFIX))
+    return ModelAugmentedLearner(base.learner(config, context.space, context.device), config, context.space,
+                                 context.device, make_rollout_env(config, context), context.views)
 
 
 def _builtin() -> dict[str, Algorithm]:
-    from offline_marl.algos import model_augmented as mb
-
     entries = [
         Algorithm("bc", OFFLINE, BCConfig, BC, offline_policy),
         Algorithm("iql", OFFLINE, IQLConfig, IQL, offline_policy, uses_reward_scale=True),
@@ -95,12 +114,14 @@ def _builtin() -> dict[str, Algorithm]:
         Algorithm("cql", OFFLINE, CQLConfig, CQL, offline_policy),
         Algorithm("omar", OFFLINE, OMARConfig, OMAR, offline_policy),
     ]
-    augmented = {"iql": mb.ModelBasedIQLConfig, "ma-iql": mb.ModelBasedMAIQLConfig,
-                 "itd3-bc": mb.ModelBasedITD3BCConfig}
+    augmented = {"iql": ModelBasedIQLConfig, "ma-iql": ModelBasedMAIQLConfig, "itd3-bc": ModelBasedITD3BCConfig}
     base = {entry.name: entry for entry in entries}
-    entries += [Algorithm(MODEL_AUGMENTED_PREFIX + name, MODEL_AUGMENTED, config_class, build_model_augmented,
-                          model_augmented_policy, uses_reward_scale=base[name].uses_reward_scale)
+    entries += [Algorithm(MODEL_AUGMENTED_PREFIX + name, MODEL_AUGMENTED, config_class, ModelAugmentedLearner,
+                          model_augmented_policy, build_model_augmented, uses_reward_scale=base[name].uses_reward_scale)
                 for name, config_class in augmented.items()]
+    entries += [Algorithm("moma-ppo", MOMA_PPO, MOMAPPOConfig, MOMAPPO, mappo_policy, moma_ppo.build),
+                Algorithm("mappo", ONLINE, OnlineMAPPOConfig, OnlineMAPPO, mappo_policy, online_mappo.build,
+                          needs_dataset=False)]
     return {entry.name: entry for entry in entries}
 
 

@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from offline_marl import aggregate, sweep
+from offline_marl.config import read_yaml_mapping
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = REPO / "configs" / "sweeps" / "reproduce.yaml"
@@ -61,7 +62,6 @@ QUICK_PLAN = REPO / "configs" / "sweeps" / "reproduce_quick.yaml"
 PLAN_KEYS = {"name", "out", "seeds", "algorithms", "tasks", "data", "world_model", "flags", "training", "analysis",
              "slurm", "local"}
 ANALYSIS_DEFAULTS = {"convention_episodes": 50, "crossplay_episodes": 20, "videos": True, "bootstrap": 10_000}
-MODEL_BASED_ENTRY_POINT = "offline_marl.train_rl_model_based"
 WORLD_MODEL_ENTRY_POINT = "offline_marl.train_worldmodel"
 AGENT_BODIES = ("reacher",)  # bodies with the convention analysis and the cross-play matrices
 
@@ -77,10 +77,8 @@ def entry_point(alg: str) -> str:
     """The training entry point of an algorithm name."""
     from offline_marl import registry
 
-    if alg == "moma-ppo":
-        return MODEL_BASED_ENTRY_POINT
     if alg not in registry.REGISTRY:
-        raise ReproduceError(f"unknown algorithm {alg!r}; choose from: {', '.join(['moma-ppo', *registry.names()])}")
+        raise ReproduceError(f"unknown algorithm {alg!r}; choose from: {', '.join(registry.names())}")
     return registry.algorithm(alg).entry_point
 
 
@@ -90,7 +88,7 @@ def needs_world_model(alg: str) -> bool:
 
 def load_plan(path: str | Path) -> dict:
     file = Path(path)
-    plan = sweep.read_mapping(file, PLAN_KEYS, "plan", "configs/sweeps/reproduce*.yaml", ReproduceError)
+    plan = read_yaml_mapping(file, "plan file", PLAN_KEYS, ReproduceError, "configs/sweeps/reproduce*.yaml")
     for key in ("seeds", "algorithms", "tasks"):
         if not plan.get(key) or not isinstance(plan[key], list):
             raise ReproduceError(f"plan file {path}: `{key}` must be a non-empty list")
@@ -224,10 +222,6 @@ def check_arguments(specs: list) -> None:
     def config_class(spec):
         if spec.entry_point == WORLD_MODEL_ENTRY_POINT:
             return lambda alg: WorldModelConfig
-        if spec.entry_point == MODEL_BASED_ENTRY_POINT:
-            from offline_marl.train_rl_model_based import MOMAPPOConfig
-
-            return lambda alg: MOMAPPOConfig
         return lambda alg: registry.algorithm(alg, spec.entry_point).config_class
 
     checked = set()

@@ -25,6 +25,7 @@ import pickle
 import random
 import signal
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -36,11 +37,12 @@ import yaml
 from tqdm import tqdm
 
 from dzsc.datasets import load_dataset
-from dzsc.datasets.dataset import agent_views
-from dzsc.tasks import get_task
+from dzsc.files import remove_stale_temporaries, write_atomically
+from dzsc.datasets.dataset import OfflineDataset, agent_views
+from dzsc.tasks import Task, get_task
 from offline_marl.config import RunConfig
 from offline_marl.data import AgentSpace, DeviceDataset
-from offline_marl.errors import CheckpointError, RunDirConflictError, TrainingDivergedError
+from offline_marl.errors import CheckpointError, ConfigError, RunDirConflictError, TrainingDivergedError
 from offline_marl.evaluation import evaluate, save_frame_strip
 
 # Fields that may change between a run and its resumption.
@@ -54,25 +56,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
+        raise ConfigError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto")
     return torch.device(name)
 
 
 def default_run_dir(config: RunConfig) -> Path:
     name = config.run_name or datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / config.alg_name / config.task_name / name / f"seed{config.seed}"
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """write(tmp) then fsync and rename: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class MetricsLog:
@@ -93,6 +83,16 @@ class MetricsLog:
             if row["step"] <= step:
                 kept.append(line)
         write_atomically(self.path, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept)))
+
+    def last_step(self) -> int:
+        """The step of the last whole row (0 when there is none)."""
+        step = 0
+        for line in self.path.read_text().splitlines() if self.path.exists() else ():
+            try:
+                step = json.loads(line)["step"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                break
+        return step
 
     def append(self, row: dict) -> None:
         with open(self.path, "a") as handle:
@@ -208,29 +208,64 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               "version of this package, train the run again into a new --run_dir") from None
 
 
+RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoints/last.pt")  # what a run folder holds besides config.yaml
+
+
 def prepare_run_dir(config: RunConfig) -> Path:
-    """Create the run folder, or check that an existing one holds the same configuration."""
+    """Create the run folder, or check that an existing one holds this run. Refused, with nothing changed: run
+    files without a config.yaml (not a folder this run wrote), and a different configuration once the earlier
+    run has produced anything (a run that failed before its first metric row or checkpoint is replaced).
+    Temporaries left by a killed writer are removed."""
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
     config_file = run_dir / "config.yaml"
     resolved = {**config.to_dict(), "run_dir": str(run_dir)}
+    produced = [name for name in RUN_FILES if (run_dir / name).is_file() and (run_dir / name).stat().st_size]
+    if not config_file.exists() and produced:
+        raise RunDirConflictError(
+            f"{run_dir} holds {', '.join(produced)} but no config.yaml, so it is not a run folder this run can "
+            "resume; nothing was changed. Fix: choose another --run_dir / --run_name, or move that folder away")
     if config_file.exists():
         previous = yaml.safe_load(config_file.read_text())
         changed = sorted(k for k in set(previous) | set(resolved)
                          if k not in RESUMABLE_CHANGES and previous.get(k) != resolved.get(k))
-        if changed:
+        if changed and produced:
             details = ", ".join(f"{k}: {previous.get(k)!r} -> {resolved.get(k)!r}" for k in changed)
             raise RunDirConflictError(
                 f"{run_dir} holds a run with a different configuration ({details}). Fix: pass the same flags to "
                 "resume it, or choose another --run_dir / --run_name for a new run."
             )
+        if changed:
+            print(f"{run_dir}: the run configured there stopped before producing anything; replacing its config.yaml")
+    for folder in (run_dir, run_dir / "checkpoints"):
+        remove_stale_temporaries(folder)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     write_atomically(config_file, lambda tmp: tmp.write_text(yaml.safe_dump(resolved, sort_keys=False)))
     return run_dir
 
 
-def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, torch.device], torch.nn.Module],
+@dataclass
+class RunContext:
+    """What the runner resolves once from a run's configuration and hands to the algorithm's builder:
+    nothing below it looks the task up or loads the data again."""
+
+    task: Task
+    views: dict  # the agents' observation / action index and mask tensors, on the device
+    space: AgentSpace
+    device: torch.device
+    dataset: OfflineDataset | None  # the task's data as loaded (None when the learner makes its own)
+    data: DeviceDataset | None  # the same on the device, as learners sample it
+
+    @classmethod
+    def of(cls, task: Task, device: torch.device, dataset: OfflineDataset | None = None, memory_len: int = 0,
+           reward_scale: float = 1.0) -> "RunContext":
+        views = {key: torch.as_tensor(value, device=device) for key, value in agent_views(task).items()}
+        data = DeviceDataset(dataset, device, memory_len, reward_scale) if dataset is not None else None
+        return cls(task, views, AgentSpace.of_task(task, views), device, dataset, data)
+
+
+def train(config: RunConfig, build_algorithm: Callable[[RunConfig, RunContext], torch.nn.Module],
           uses_reward_scale: bool = False, needs_dataset: bool = True) -> dict:
-    """Train `build_algorithm(config, space, device)`; returns the summary.
+    """Train `build_algorithm(config, context)`; returns the summary.
 
     The algorithm is an nn.Module with `act(agent_obs, history) -> actions` (deterministic,
     `[n, E, act]`), `optimizers` (a dict of torch optimisers, checkpointed with it) and either
@@ -248,14 +283,11 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
     run_dir = prepare_run_dir(config)
     seed_everything(config.seed)
     task = get_task(config.task_name)
-    data = None
-    if needs_dataset:
-        dataset = load_dataset(task, path=config.dataset_path)
-        data = DeviceDataset(dataset, device, config.memory_len,
-                             reward_scale=dataset.reward_scale() if uses_reward_scale else 1.0)
-    views = agent_views(task)
-    space = AgentSpace.of_task(task, {key: torch.as_tensor(value, device=device) for key, value in views.items()})
-    algorithm = build_algorithm(config, space, device)
+    dataset = load_dataset(task, path=config.dataset_path) if needs_dataset else None
+    context = RunContext.of(task, device, dataset, config.memory_len,
+                            dataset.reward_scale() if dataset is not None and uses_reward_scale else 1.0)
+    data, views = context.data, agent_views(task)
+    algorithm = build_algorithm(config, context)
     if data is not None and hasattr(algorithm, "set_observation_statistics"):  # learners that normalise inputs
         algorithm.set_observation_statistics(*data.observation_statistics())
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -272,7 +304,13 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, AgentSpace, t
         metrics.truncate_after(state["step"])
         print(f"resuming {run_dir} at step {state['step']}")
     else:
-        metrics.truncate_after(0)
+        logged = metrics.last_step()
+        if logged > config.checkpoint_frequency or (run_dir / "summary.json").exists():
+            raise RunDirConflictError(
+                f"{run_dir}: metrics.jsonl holds rows up to update {logged} but checkpoints/last.pt is missing, so "
+                "the run cannot resume and starting again would drop those rows; nothing was changed. Fix: put the "
+                "checkpoint back, or train again in another --run_dir (or move this folder away)")
+        metrics.truncate_after(0)  # rows up to the first checkpoint: the restart writes them again, identically
     tracker = Tracker(config, run_dir)
 
     def policy(agent_obs, history):

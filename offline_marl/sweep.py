@@ -62,7 +62,8 @@ from datetime import datetime
 from pathlib import Path
 
 import submitit
-import yaml
+
+from offline_marl.config import read_yaml_mapping
 
 # Keys of a sweep file.
 SWEEP_KEYS = {"name", "entry_point", "runs_dir", "seeds", "flags", "grid", "slurm", "local"}
@@ -125,23 +126,9 @@ class JobSpec:
 # The sweep file -> jobs
 
 
-def read_mapping(path: str | Path, valid_keys: set, kind: str, examples: str, error: type = SweepError) -> dict:
-    """A YAML file holding a mapping with only `valid_keys`; anything else raises `error` naming the fix."""
-    file = Path(path)
-    if not file.is_file():
-        raise error(f"{kind} file {path}: no such file (examples: {examples})")
-    values = yaml.safe_load(file.read_text()) or {}
-    if not isinstance(values, dict):
-        raise error(f"{kind} file {path}: expected a mapping with keys {sorted(valid_keys)}")
-    unknown = sorted(set(values) - valid_keys)
-    if unknown:
-        raise error(f"{kind} file {path}: unknown keys {unknown}; valid keys: {', '.join(sorted(valid_keys))}")
-    return values
-
-
 def load_sweep(path: str | Path) -> dict:
     file = Path(path)
-    sweep = read_mapping(file, SWEEP_KEYS, "sweep", "configs/sweeps/*.yaml")
+    sweep = read_yaml_mapping(file, "sweep file", SWEEP_KEYS, SweepError, "configs/sweeps/*.yaml")
     for section, keys in (("slurm", SLURM_KEYS), ("local", LOCAL_KEYS)):
         bad = sorted(set(sweep.get(section) or {}) - keys)
         if bad:

@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = parse_config(lambda name: registry.algorithm(name, registry.OFFLINE).config_class, argv,
                           __doc__.split("\n\n")[0], default_alg="bc", alg_choices=registry.names(registry.OFFLINE))
     entry = registry.algorithm(config.alg_name)
-    return train(config, entry.build, uses_reward_scale=entry.uses_reward_scale)
+    return train(config, entry.make, uses_reward_scale=entry.uses_reward_scale)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
                           default_alg="itd3-bc",
                           alg_choices=choices + [name.removeprefix(registry.MODEL_AUGMENTED_PREFIX) for name in choices])
     entry = model_augmented(config.alg_name)
-    return train(config, entry.build, uses_reward_scale=entry.uses_reward_scale)
+    return train(config, entry.make, uses_reward_scale=entry.uses_reward_scale)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def train_world_model(config: WorldModelConfig, device: str | torch.device | Non
         if config.retrain:
             clear_previous_run(run_dir, path)
         config.run_dir = str(run_dir)
-        train(config, lambda run_config, space, device: WorldModelTrainer(run_config, dataset, device),
+        train(config, lambda run_config, context: WorldModelTrainer(run_config, dataset, context.device),
               needs_dataset=False)
         model = EnsembleWorldModel.load(path, device, task=task)
     if config.push_to_hub:

@@ -38,9 +38,9 @@ from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.transitions import TRANSITION_KEYS
 from dzsc.errors import DzscError
 from dzsc.tasks import Task
+from dzsc.files import write_atomically
 from offline_marl.errors import ConfigError
 from offline_marl.nn import BatchedMLP
-from offline_marl.runner import write_atomically
 
 FILE_FORMAT = "offline_marl.world_model"
 FILE_VERSION = 1

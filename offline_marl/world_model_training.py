@@ -34,9 +34,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from dzsc.datasets.dataset import OfflineDataset
+from dzsc.files import write_atomically
 from offline_marl.config import RunConfig, flag
 from offline_marl.errors import ConfigError
-from offline_marl.runner import write_atomically
 from offline_marl.world_model import (DEFAULT_FILENAME, HOLDOUT_CHUNK, UNCERTAINTY_QUANTILES, EnsembleWorldModel,
                                       dataset_fingerprint)
 
@@ -73,23 +73,8 @@ class WorldModelConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.ensemble_size < 1:
-            raise ConfigError(f"--ensemble_size must be >= 1, got {self.ensemble_size}")
-        if not 1 <= self.n_elites <= self.ensemble_size:
+        if self.n_elites > self.ensemble_size:
             raise ConfigError(f"--n_elites must be in [1, ensemble_size={self.ensemble_size}], got {self.n_elites}")
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
-            raise ConfigError(f"--hidden_sizes must be one or more positive integers, got {self.hidden_sizes}")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        for name in ("weight_decay", "termination_loss_coef", "logvar_bound_coef"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.max_epochs < 1 or self.patience < 1:
-            raise ConfigError(f"--max_epochs and --patience must be >= 1, got {self.max_epochs} and {self.patience}")
-        if not 0.0 <= self.min_improvement < 1.0:
-            raise ConfigError(f"--min_improvement must be in [0, 1), got {self.min_improvement}")
 
 
 # Fields whose values change the trained model: a cached file is reused only when they match.

@@ -109,3 +109,17 @@ def test_render_returns_rgb_frames():
     env.reset(seed=0)
     frame = env.render()
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8 and frame.std() > 1.0
+
+
+def test_halfcheetah_leaves_no_mujoco_log_and_prints_no_deprecation(tmp_path):
+    """Gymnasium's half_cheetah.xml makes MuJoCo warn about `settotalmass`; by default MuJoCo prints it and writes
+    MUJOCO_LOG.TXT into the working directory. dzsc routes MuJoCo's warnings to Python and drops that one."""
+    import subprocess
+    import sys
+
+    code = ("from dzsc.envs import MultiAgentEnv; from dzsc.tasks import get_task; "
+            "MultiAgentEnv(get_task('halfcheetah-random-gen_2x3_0')).reset(seed=0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "settotalmass" not in out.stderr + out.stdout
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dzsc.errors import CorruptDatasetError, DownloadError, UnknownTaskError, closest
+from dzsc.files import write_atomically
 
 D4RL_BODIES = ("halfcheetah", "hopper", "walker2d", "ant")
 D4RL_DATASETS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
@@ -61,14 +62,7 @@ def _sidecar(path: Path) -> Path:
 
 
 def _write_sidecar(path: Path, sha256: str) -> None:
-    sidecar = _sidecar(path)
-    tmp = sidecar.with_name(f"{sidecar.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(f"{sha256}  {path.name}\n")
-        os.replace(tmp, sidecar)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(_sidecar(path), lambda tmp: tmp.write_text(f"{sha256}  {path.name}\n"))
 
 
 def verify_cached(path: str | os.PathLike) -> None:

@@ -21,6 +21,7 @@ from dzsc.datasets.transitions import (
     validate_transitions,
 )
 from dzsc.errors import CorruptDatasetError, DatasetNotFoundError, OutputExistsError
+from dzsc.files import remove_stale_temporaries, write_atomically
 
 _JSON_KEYS_ATTR = "_json_keys"  # names of root attributes stored as JSON text (lists, dicts, None)
 _OBSERVATION_KEYS = ("observations", "next_observations")
@@ -71,19 +72,6 @@ def _decode_metadata(attrs) -> dict:
     return metadata
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_hdf5(path: str | os.PathLike, arrays: dict, metadata: dict | None = None, overwrite: bool = False) -> Path:
     """Validate and write transitions + metadata atomically (temporary file in the same folder, fsync, rename).
 
@@ -100,20 +88,15 @@ def save_hdf5(path: str | os.PathLike, arrays: dict, metadata: dict | None = Non
     }
     attrs = _encode_metadata(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
+    remove_stale_temporaries(path.parent)
+
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             for key in TRANSITION_KEYS:
                 f.create_dataset(key, data=data[key])
             f.attrs.update(attrs)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+
+    return write_atomically(path, write)
 
 
 def _read_arrays(f: h5py.File, obs_dim: int) -> dict:

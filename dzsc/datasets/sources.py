@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dzsc.datasets.d4rl import D4RL_BODIES, D4RL_DATASETS, D4RL_URLS, d4rl_cached_path, download, verify_cached
 from dzsc.datasets.hdf5 import load_hdf5
-from dzsc.datasets.hub import REACHER_PICKLES, REACHER_REPO_ID, fetch_reacher_pickle, load_reacher_pickle
+from dzsc.datasets.reacher_pickle import REACHER_PICKLES, REACHER_REPO_ID, load_reacher_pickle
 from dzsc.datasets.minari_source import load_minari
 from dzsc.datasets.transitions import validate_transitions
 from dzsc.errors import DatasetNotFoundError, DownloadError
@@ -129,6 +129,8 @@ def load_transitions(
             return arrays, _info("d4rl", cached, metadata)
     if scenario in REACHER_PICKLES:
         try:
+            from dzsc.datasets.hub import fetch_reacher_pickle  # transport, imported only when needed
+
             arrays, pickle_path = fetch_reacher_pickle(scenario, local_only=not allow_download)
         except DatasetNotFoundError as err:
             tried.append(f"Hugging Face {REACHER_REPO_ID}/{REACHER_PICKLES[scenario]}: {err}")

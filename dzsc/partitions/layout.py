@@ -184,7 +184,7 @@ def tracking_camera(**config) -> dict:
 
 
 def locomotion_obsk(free_floating: bool) -> dict[str, tuple[str, ...]]:
-    """The obsk table of TASKS.md for a planar or free-floating body."""
+    """The obsk table (README, "Tasks") for a planar or free-floating body."""
     linear = ("torso_vel_x", "torso_vel_y", "torso_vel_z") if free_floating else ("torso_vel_x", "torso_vel_z")
     table = {
         "full": ("*",),

@@ -61,7 +61,6 @@ from torch import nn
 from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, soft_update
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace
-from offline_marl.errors import ConfigError
 from offline_marl.nn import QEnsemble, TanhGaussianPolicy
 
 
@@ -78,18 +77,6 @@ class CQLConfig(OfflineConfig):
     cql_target_gap: float = flag(10.0, "with --cql_lagrange: the largest allowed CQL gap (threshold tau)")
     policy_eval_start: int = flag(40_000, "updates of behaviour-cloning warm-up of the policy before its CQL/SAC "
                                           "objective (the CQL authors' policy_eval_start); 0 = none")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.n_actions <= 0:
-            raise ConfigError(f"--n_actions must be a positive integer, got {self.n_actions}")
-        if self.initial_temperature <= 0:
-            raise ConfigError(f"--initial_temperature must be > 0, got {self.initial_temperature}")
-        if self.alpha_cql < 0:
-            raise ConfigError(f"--alpha_cql must be >= 0, got {self.alpha_cql}")
-        if self.policy_eval_start < 0:
-            raise ConfigError(f"--policy_eval_start must be >= 0 (0 = no behaviour-cloning warm-up), "
-                              f"got {self.policy_eval_start}")
 
 
 # ----- shared CQL building blocks (also used by OMAR) -------------------------------------------------------------

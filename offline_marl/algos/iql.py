@@ -48,7 +48,6 @@ from torch import nn
 from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, soft_update
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace
-from offline_marl.errors import ConfigError
 from offline_marl.nn import QEnsemble, TanhGaussianPolicy, ValueNet
 
 
@@ -60,15 +59,6 @@ class IQLConfig(OfflineConfig):
     max_weight: float = flag(100.0, "upper clip of the advantage weights exp(beta A)")
     actor_cosine_schedule: bool = flag(True, "decay the policy learning rate to 0 over max_training_step with a "
                                               "cosine (as in the IQL paper's locomotion runs)")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0.0 < self.expectile < 1.0:
-            raise ConfigError(f"--expectile must be in (0, 1), got {self.expectile}")
-        if self.temperature < 0:
-            raise ConfigError(f"--temperature must be >= 0, got {self.temperature}")
-        if self.max_weight <= 0:
-            raise ConfigError(f"--max_weight must be > 0, got {self.max_weight}")
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:

@@ -36,7 +36,6 @@ from torch.nn import functional as F
 from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, soft_update
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace
-from offline_marl.errors import ConfigError
 from offline_marl.nn import DeterministicPolicy, QEnsemble
 
 OBS_STD_EPS = 1e-3
@@ -50,24 +49,11 @@ class TD3Config(OfflineConfig):
     policy_noise: float = flag(0.2, "std of the Gaussian noise added to the target policy's action")
     noise_clip: float = flag(0.5, "the target policy noise is clipped to [-noise_clip, noise_clip]")
 
-    def validate(self) -> None:
-        super().validate()
-        if self.policy_delay <= 0:
-            raise ConfigError(f"--policy_delay must be a positive integer, got {self.policy_delay}")
-        for name in ("policy_noise", "noise_clip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
-
 
 @dataclass
 class ITD3BCConfig(TD3Config):
     alg_name: str = flag("itd3-bc", "algorithm")
     alpha: float = flag(2.5, "TD3+BC's alpha: lambda = alpha / mean|Q| weighs the Q term against behaviour cloning")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.alpha < 0:
-            raise ConfigError(f"--alpha must be >= 0, got {self.alpha}")
 
 
 class DeterministicActor(nn.Module):

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from offline_marl.algos.base import PolicyInput, adam, soft_update
+from offline_marl.algos.base import PolicyInput
 from offline_marl.algos.iql import IQLConfig, IQLLearner, advantage_weights, expectile_loss
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace

@@ -66,7 +66,6 @@ from offline_marl.algos.base import PolicyInput
 from offline_marl.algos.ma_iql import TeamValue
 from offline_marl.config import RunConfig, flag
 from offline_marl.data import AgentSpace, agent_history
-from offline_marl.errors import ConfigError
 from offline_marl.nn import LOG_STD_MAX, LOG_STD_MIN, BatchedMLP, normal_log_density
 
 CRITICS = ("centralised", "mixer")
@@ -113,26 +112,6 @@ class MAPPOConfig(RunConfig):
     value_norm: bool = flag(True, "learn values in units of running moments of the returns (MAPPO's ValueNorm)")
     n_envs: int = flag(10, "parallel simulators (episodes) per rollout, stepped in lockstep")
     rollout_len: int = flag(200, "steps per simulator per rollout (episodes continue across rollouts)")
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("n_epochs", "n_minibatches", "n_envs", "rollout_len"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("lr", "clip", "max_grad_norm", "init_entropy_coef"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"--{name} must be > 0, got {getattr(self, name)}")
-        for name in ("value_clip", "entropy_coef_lr", "action_mean_penalty"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ConfigError(f"--gamma must be in (0, 1], got {self.gamma}")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            raise ConfigError(f"--gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        if not LOG_STD_MIN <= self.init_log_std <= LOG_STD_MAX:
-            raise ConfigError(f"--init_log_std must be in [{LOG_STD_MIN}, {LOG_STD_MAX}], got {self.init_log_std}")
-        if not self.hidden_sizes or min(self.hidden_sizes) <= 0:
-            raise ConfigError(f"--hidden_sizes must be positive integers, got {self.hidden_sizes}")
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,

@@ -45,13 +45,6 @@ class ModelBasedFlags(ModelRolloutConfig):
             self.alg_name = PREFIX + self.alg_name
         super().validate()
         self.validate_rollouts()
-        if not 0.0 <= self.real_data_fraction < 1.0:
-            raise ConfigError(f"--real_data_fraction must be in [0, 1), got {self.real_data_fraction}")
-        for name in ("rollout_refresh", "rollout_starts", "rollout_len"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        if self.rollout_noise < 0:
-            raise ConfigError(f"--rollout_noise must be >= 0, got {self.rollout_noise}")
         if self.memory_len:
             raise ConfigError("--memory_len must be 0 for model-based learners: model rollouts carry no histories")
 

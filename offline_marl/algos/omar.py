@@ -67,19 +67,9 @@ class OMARConfig(TD3Config):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("n_actions", "omar_iters", "omar_samples", "omar_elites"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         if self.omar_elites > self.omar_samples:
             raise ConfigError(f"--omar_elites ({self.omar_elites}) must not exceed "
                               f"--omar_samples ({self.omar_samples})")
-        for name in ("alpha_cql", "omar_sigma"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        if self.cql_noise <= 0:
-            raise ConfigError(f"--cql_noise must be > 0 (it is the proposals' std), got {self.cql_noise}")
-        if not 0.0 <= self.omar_coe <= 1.0:
-            raise ConfigError(f"--omar_coe must be in [0, 1], got {self.omar_coe}")
 
 
 def gaussian_proposals(action: torch.Tensor, n_samples: int, std: float,

@@ -15,7 +15,8 @@ import pytest
 from dzsc.datasets import load_dataset
 from dzsc.datasets.d4rl import D4RL_URLS, d4rl_cache_dir, d4rl_cached_path, download, verify_cached
 from dzsc.datasets.hdf5 import load_hdf5, save_hdf5
-from dzsc.datasets.hub import REACHER_PICKLES, fetch_reacher_pickle, load_reacher_pickle, pull_file, push_file
+from dzsc.datasets.hub import fetch_reacher_pickle, pull_file, push_file
+from dzsc.datasets.reacher_pickle import REACHER_PICKLES, load_reacher_pickle
 from dzsc.datasets.minari_source import load_minari
 from dzsc.datasets.sources import default_data_dir, generated_path, load_transitions
 from dzsc.datasets.transitions import TRANSITION_KEYS, next_observations_from_trajectories, validate_transitions
@@ -590,3 +591,8 @@ def test_generated_datasets_travel_through_a_hub_dataset_repo(tmp_path, monkeypa
     assert local.read_bytes() == moved.read_bytes()
     assert len(load_dataset("coordination-expert-mix-v0_2x1_0")) == 200
     assert hub.main(["pull", "someone/games", "reacher-expert-mixx-v0"]) == 2
+
+
+def test_a_missing_reacher_pickle_is_named(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="nope.pkl: no such pickle file"):
+        load_reacher_pickle(tmp_path / "nope.pkl")

@@ -13,6 +13,7 @@ from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.tasks import get_task
 from offline_marl import train_model_based_agent, train_rl_model_based
+from offline_marl.algos.moma_ppo import MOMAPPO, MOMAPPOConfig
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
 from offline_marl.data import AgentSpace, DeviceDataset
 from offline_marl.model_env import ModelEnv
@@ -65,6 +66,7 @@ def moma_args(data_path, run_dir, steps, *extra) -> list[str]:
             "--checkpoint_frequency", str(steps), "--max_eval_episode", "10", *PPO, *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["perfect", "learned"])
 def test_moma_ppo_improves_on_the_untrained_policy(source, reacher_c_path, mix_path, world_model_path, tmp_path):
     """The untrained policy scores ~11 here. Perfect: short rollouts from any dataset state; learned: the
@@ -92,10 +94,10 @@ def test_moma_ppo_improves_on_the_untrained_policy(source, reacher_c_path, mix_p
 def test_moma_ppo_cut_is_derived_from_the_models_held_out_disagreement(reacher_c_path, world_model_path, tmp_path):
     model = EnsembleWorldModel.load(world_model_path)
     q99 = model.info["metrics"]["holdout_uncertainty_quantiles"]["0.99"]
-    assert train_rl_model_based.MOMAPPOConfig(task_name=TASK).resolved_cut_threshold(model) == math.inf  # default
-    config = train_rl_model_based.MOMAPPOConfig(task_name=TASK, cut_multiple=10.0)
+    assert MOMAPPOConfig(task_name=TASK).resolved_cut_threshold(model) == math.inf  # default
+    config = MOMAPPOConfig(task_name=TASK, cut_multiple=10.0)
     assert config.resolved_cut_threshold(model) == pytest.approx(10.0 * q99)
-    assert train_rl_model_based.MOMAPPOConfig(task_name=TASK, cut_threshold=0.3).resolved_cut_threshold(model) == 0.3
+    assert MOMAPPOConfig(task_name=TASK, cut_threshold=0.3).resolved_cut_threshold(model) == 0.3
     model.info["metrics"] = {}
     with pytest.raises(ConfigError, match="--cut_threshold"):
         config.resolved_cut_threshold(model)
@@ -171,13 +173,13 @@ def test_bad_flags_are_refused(reacher_c_path, world_model_path, tmp_path):
 def test_moma_ppo_rollouts_stop_at_the_episodes_time_limit(mix_path, world_model_path):
     # uniform start states 10 steps long: a start k steps before its episode's end gets k valid steps,
     # the last of them an episode end (truncation); a whole-episode horizon is capped at the time limit
-    config = train_rl_model_based.MOMAPPOConfig(task_name=MIX_TASK, n_envs=300, rollout_len=10, start_states="uniform",
+    config = MOMAPPOConfig(task_name=MIX_TASK, n_envs=300, rollout_len=10, start_states="uniform",
                                                  cut_threshold=float("inf"), hidden_sizes=(16,))
     dataset = load_dataset(MIX_TASK, path=mix_path)
     data = DeviceDataset(dataset, torch.device("cpu"))
     views = {key: torch.as_tensor(value) for key, value in agent_views(get_task(MIX_TASK)).items()}
     env = ModelEnv(EnsembleWorldModel.load(world_model_path))
-    algorithm = train_rl_model_based.MOMAPPO(config, data.space, torch.device("cpu"), env, views)
+    algorithm = MOMAPPO(config, data.space, torch.device("cpu"), env, views, 50)
     generator = torch.Generator().manual_seed(0)
     rollout, out = algorithm.model_rollout(data, generator)
     starts = torch.randint(len(data), (300,), generator=torch.Generator().manual_seed(0))
@@ -187,8 +189,7 @@ def test_moma_ppo_rollouts_stop_at_the_episodes_time_limit(mix_path, world_model
     torch.testing.assert_close(rollout["valid"].sum(0), expected_length)
     assert torch.equal(rollout["ends"][expected_length - 1, torch.arange(300)], torch.ones(300, dtype=torch.bool))
     assert not rollout["terminated"].any()
-    whole = train_rl_model_based.MOMAPPO(dataclasses.replace(config, rollout_len=80), data.space,
-                                         torch.device("cpu"), env, views)
+    whole = MOMAPPO(dataclasses.replace(config, rollout_len=80), data.space, torch.device("cpu"), env, views, 50)
     assert whole.model_rollout(data, generator)[0]["valid"].shape[0] == 50
 
 
@@ -196,14 +197,14 @@ def test_moma_ppo_rollouts_stop_at_the_episodes_time_limit(mix_path, world_model
 def test_moma_ppo_memory_starts_from_the_datasets_history_and_ratios_start_at_one(start_states, mix_path,
                                                                                    world_model_path):
     K, n_envs = 3, 300
-    config = train_rl_model_based.MOMAPPOConfig(task_name=MIX_TASK, n_envs=n_envs, rollout_len=6,
+    config = MOMAPPOConfig(task_name=MIX_TASK, n_envs=n_envs, rollout_len=6,
                                                  start_states=start_states, memory_len=K, hidden_sizes=(16,),
                                                  n_epochs=1, n_minibatches=1, clip=1e-6)
     data = DeviceDataset(load_dataset(MIX_TASK, path=mix_path), torch.device("cpu"), memory_len=K)
     views = {key: torch.as_tensor(value) for key, value in agent_views(get_task(MIX_TASK)).items()}
     torch.manual_seed(0)
-    algorithm = train_rl_model_based.MOMAPPO(config, data.space, torch.device("cpu"),
-                                             ModelEnv(EnsembleWorldModel.load(world_model_path)), views)
+    algorithm = MOMAPPO(config, data.space, torch.device("cpu"), ModelEnv(EnsembleWorldModel.load(world_model_path)),
+                        views, 50)
     rollout, out = algorithm.model_rollout(data, torch.Generator().manual_seed(0))
     draw = torch.Generator().manual_seed(0)  # the starts model_rollout drew
     starts = (torch.randint(len(data), (n_envs,), generator=draw) if start_states == "uniform" else
@@ -238,7 +239,7 @@ def test_moma_ppo_memory_starts_from_the_datasets_history_and_ratios_start_at_on
 
 def test_moma_ppo_with_memory_end_to_end_and_its_checkpoint_evaluates_the_same(reacher_c_path, world_model_path,
                                                                                tmp_path):
-    from offline_marl.evaluate_ad_hoc_teamplay import load_mappo_policy
+    from offline_marl.registry import mappo_policy
     from offline_marl.runner import EVAL_SEED_BASE
 
     run = tmp_path / "run"
@@ -252,7 +253,7 @@ def test_moma_ppo_with_memory_end_to_end_and_its_checkpoint_evaluates_the_same(r
     task = get_task(TASK)
     views = agent_views(task)
     space = AgentSpace.of_task(task, {key: torch.as_tensor(value) for key, value in views.items()})
-    policy = load_mappo_policy(checkpoint, space, torch.device("cpu"))
+    policy = mappo_policy(checkpoint, space, torch.device("cpu"))
     result = evaluate(policy.act, task, views, 10, EVAL_SEED_BASE, torch.device("cpu"), memory_len=3)
     assert result["normalized_score"] == summary["final_normalized_score"]
     # and the encoder is used: the same policy without its histories acts differently

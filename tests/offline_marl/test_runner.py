@@ -75,6 +75,7 @@ def test_resume_continues_at_the_right_step_with_the_same_results(reacher_c_path
     assert without_timing(rows(tmp_path / "resumed")) == without_timing(rows(tmp_path / "straight"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_interrupted_process_resumes_to_the_same_metrics(signum, reacher_c_path, train_args, tmp_path):
     common = dict(eval_frequency=500, log_frequency=50, checkpoint_frequency=50, max_eval_episode=2, **SMALL)
@@ -109,7 +110,7 @@ def test_nan_loss_stops_naming_the_update_and_keeps_the_last_good_checkpoint(rea
             BrokenBC.calls += 1
             return {**losses, "policy_loss": losses["policy_loss"] * (float("nan") if BrokenBC.calls == 13 else 1.0)}
 
-    monkeypatch.setitem(registry.REGISTRY, "bc", dataclasses.replace(registry.REGISTRY["bc"], build=BrokenBC))
+    monkeypatch.setitem(registry.REGISTRY, "bc", dataclasses.replace(registry.REGISTRY["bc"], learner=BrokenBC))
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingDivergedError, match=r"'policy_loss' became nan at update 13"):
         main(train_args("bc", reacher_c_path, run_dir, 40, log_frequency=20, checkpoint_frequency=10, **SMALL))
@@ -119,7 +120,7 @@ def test_nan_loss_stops_naming_the_update_and_keeps_the_last_good_checkpoint(rea
 def test_bad_flags_give_clear_errors(reacher_c_path, train_args, tmp_path):
     with pytest.raises(UnknownAlgorithmError, match=r"did you mean 'bc'.*choose one of"):
         main(["--alg_name", "bcc"])
-    with pytest.raises(ConfigError, match="--batch_size must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"--batch_size must be in \[1, inf\)"):
         main(train_args("bc", reacher_c_path, tmp_path / "r", 10, batch_size=0))
     with pytest.raises(SystemExit) as exit_info:
         main(["--alg_name", "bc", "--learning_rate_typo", "1"])
@@ -189,3 +190,74 @@ def test_a_crafted_checkpoint_runs_no_code_anywhere_it_is_read(reacher_c_path, t
                              text=True)
     assert resumed.returncode == 2 and "Traceback" not in resumed.stderr and "not loaded" in resumed.stderr
     assert not marker.exists()
+
+
+# ----- nothing is lost or overwritten (issue 13): one fault test per way a run folder could lose data ----------
+
+def test_run_files_without_a_config_are_refused_and_left_alone(reacher_c_path, train_args, tmp_path):
+    run_dir = tmp_path / "foreign"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')
+    with pytest.raises(RunDirConflictError, match="no config.yaml"):
+        main(train_args("bc", reacher_c_path, run_dir, 10, **SMALL))
+    assert (run_dir / "metrics.jsonl").read_text() == '{"step": 5, "loss": 1.0}\n'
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.jsonl"]
+
+
+def test_a_run_that_failed_at_start_up_does_not_block_the_corrected_one(reacher_c_path, train_args, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Exception, match="missing.hdf5"):
+        main(train_args("bc", str(tmp_path / "missing.hdf5"), run_dir, 10, **SMALL))
+    assert (run_dir / "config.yaml").is_file()  # the failed start wrote its configuration, and nothing else
+    summary = main(train_args("bc", reacher_c_path, run_dir, 10, **SMALL))
+    assert summary["steps"] == 10
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["dataset_path"] == reacher_c_path
+
+
+def test_metrics_without_their_checkpoint_are_refused_not_restarted(reacher_c_path, train_args, tmp_path):
+    run_dir = tmp_path / "run"
+    args = train_args("bc", reacher_c_path, run_dir, 20, checkpoint_frequency=10, **SMALL)
+    main(args)
+    before = (run_dir / "metrics.jsonl").read_text()
+    (run_dir / "checkpoints" / "last.pt").unlink()
+    (run_dir / "summary.json").unlink()
+    with pytest.raises(RunDirConflictError, match="up to update 20 but checkpoints/last.pt is missing"):
+        main(args)
+    assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_temporaries_of_killed_writers_are_removed_and_live_ones_kept(reacher_c_path, train_args, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = run_dir / "checkpoints" / f".last.pt.tmp-{dead.pid}"
+    live = run_dir / f".summary.json.tmp-{os.getppid()}"
+    stale.write_bytes(b"half a checkpoint")
+    live.write_bytes(b"being written")
+    main(train_args("bc", reacher_c_path, run_dir, 10, **SMALL))
+    assert not stale.exists() and live.exists()
+
+
+def test_a_config_file_that_is_not_yaml_gets_one_clear_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_size: [32, 64\n")
+    with pytest.raises(ConfigError, match=r"--config .*bad.yaml is not valid YAML.*line 2"):
+        main(["--config", str(bad), "--run_dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("line, message", [
+    ("batch_size: 3.5", "batch_size must be an int, got 3.5"),
+    ("batch_size: '32'", "batch_size must be an int, got '32'"),
+    ("record_video: 'yes'", "record_video must be a bool, got 'yes'"),
+    ("actor_lr: 1e-3", "actor_lr must be a float, got '1e-3'.*write 1.0e-3"),
+    ("hidden_sizes: 64", "hidden_sizes must be a non-empty list of int, got 64"),
+    ("seed: null", "seed is null"),
+])
+def test_config_file_values_of_the_wrong_type_are_refused_not_coerced(tmp_path, line, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=message):
+        main(["--config", str(config), "--run_dir", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
