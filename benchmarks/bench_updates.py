@@ -11,6 +11,9 @@
    machine measured in the same run (a batched product of the critics' hidden-layer shape), i.e.
    the updates/s a run that did nothing but its matrix products would reach. Printed as
    `BOUND <alg>: <ours>/s = <x> % of <bound>/s (<GFLOP>/update at <GFLOP/s>)`.
+4. Contention (CPU): IQL alone and beside a second IQL run, with OpenMP's default wait policy and with
+   OMP_WAIT_POLICY=PASSIVE (`CONTENTION` lines): the cost of sharing the machine, and of the policy that
+   avoids it.
 
 Each comparison prints `RATIO <name>: <x.xx> (<ours>/s vs <peer>/s)`. `--device cuda` measures
 ours on the GPU (the d3rlpy comparison stays a CPU one and is skipped there).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -86,6 +90,32 @@ def matmul_flops_per_s(device: torch.device, rows: int = 16_384, width: int = 25
     return repeats * 2 * 2 * rows * width * width / (time.perf_counter() - start)
 
 
+def _iql_in_subprocess(path: Path, updates: int, wait_policy: str | None) -> subprocess.Popen:
+    """IQL updates/s in a fresh process (OpenMP reads its wait policy when torch loads), printed on stdout."""
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    if wait_policy:
+        env["OMP_WAIT_POLICY"] = wait_policy
+    code = ("import sys, torch; from pathlib import Path; from benchmarks.bench_updates import ours_updates_per_s; "
+            f"print(ours_updates_per_s('iql', 'halfcheetah-random-gen_1x6_full', Path({str(path)!r}), {updates}, "
+            "torch.device('cpu')))")
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+
+
+def contention(path: Path, updates: int = 300) -> None:
+    """A run alone and the same run beside a competing one (both with the machine's threads), under OpenMP's
+    default wait policy (threads spin a while before sleeping) and under OMP_WAIT_POLICY=PASSIVE (they sleep)."""
+    for policy in (None, "PASSIVE"):
+        alone = float(_iql_in_subprocess(path, updates, policy).communicate()[0])
+        competitor = _iql_in_subprocess(path, 20 * updates, policy)
+        time.sleep(5)  # the competitor is past its start-up and updating
+        beside = float(_iql_in_subprocess(path, updates, policy).communicate()[0])
+        competitor.kill()
+        competitor.wait()
+        print(f"CONTENTION iql, wait policy {policy or 'default'}: alone {alone:.0f}/s, beside a second run "
+              f"{beside:.0f}/s (x{beside / alone:.2f})")
+
+
 def main(argv: list[str] = ()) -> None:
     parser = argparse.ArgumentParser(description="updates/s against d3rlpy and agent scaling")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -120,6 +150,8 @@ def main(argv: list[str] = ()) -> None:
             bound = speed / flops
             print(f"BOUND {alg}: {ours[alg]:.0f}/s = {100 * ours[alg] / bound:.0f} % of {bound:.0f}/s "
                   f"({flops / 1e9:.2f} GFLOP/update at {speed / 1e9:.0f} GFLOP/s)")
+        if device.type == "cpu" and "iql" in algs:
+            contention(path)
         for alg in algs:
             split = ours_updates_per_s(alg, "halfcheetah-random-gen_6x1_0", path, UPDATES[alg] // 2, device)
             print(f"RATIO {alg}-6x1-over-1x6-time: {ours[alg] / split:.2f} ({split:.0f}/s vs {ours[alg]:.0f}/s)")

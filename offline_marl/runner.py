@@ -52,6 +52,13 @@ RESUMABLE_CHANGES = {"run_dir", "run_name", "device", "wandb", "wandb_project", 
 EVAL_SEED_BASE = 1_000_000
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, cgroups), capped by Slurm's allocation."""
+    count = len(os.sched_getaffinity(0))
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(count, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else count
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -280,6 +287,8 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, RunContext], 
     A learner without `act` (a world model) is not evaluated in the simulator.
     """
     device = resolve_device(config.device)
+    if torch.get_num_threads() > usable_cpus():  # torch's default counts the machine's cores, not those it may use
+        torch.set_num_threads(usable_cpus())
     run_dir = prepare_run_dir(config)
     seed_everything(config.seed)
     task = get_task(config.task_name)

@@ -261,3 +261,15 @@ def test_config_file_values_of_the_wrong_type_are_refused_not_coerced(tmp_path, 
     with pytest.raises(ConfigError, match=message):
         main(["--config", str(config), "--run_dir", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+def test_threads_follow_the_cpus_the_run_may_use(monkeypatch):
+    from offline_marl.runner import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    assert usable_cpus() == 4
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
+    assert usable_cpus() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert usable_cpus() == 1
