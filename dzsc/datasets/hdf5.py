@@ -142,4 +142,9 @@ def load_hdf5(path: str | os.PathLike, obs_dim: int, action_dim: int) -> tuple[d
             f"{path}: no transition has a known next observation (every row is a time-out or the last row). "
             "Fix: delete it, then download it again or regenerate it (python -m dzsc.datasets.generate)."
         )
+    # a dropped row (a time-out, or the file's last row) ends its episode: the kept row before it ends it now,
+    # as a truncation, so the episode does not run on into the next one
+    before = np.flatnonzero(~keep) - 1
+    before = before[(before >= 0) & keep[np.maximum(before, 0)] & ~data["terminals"][np.maximum(before, 0)]]
+    data["timeouts"][before] = True
     return {key: np.ascontiguousarray(array[keep]) for key, array in data.items()}, metadata

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dzsc.datasets import load_dataset
+from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.d4rl import D4RL_URLS, d4rl_cache_dir, d4rl_cached_path, download, verify_cached
 from dzsc.datasets.hdf5 import load_hdf5, save_hdf5
 from dzsc.datasets.hub import fetch_reacher_pickle, pull_file, push_file
@@ -176,11 +177,14 @@ def test_d4rl_ant_layout_without_next_observations(tmp_path):
         "actions": actions[kept],
         "rewards": rewards[kept],
         "terminals": np.array([0, 0, 1, 0, 0], bool),
-        "timeouts": np.zeros(5, bool),
+        # the kept rows before the dropped ones (1: A's time-out, 6: the file's end) end their episodes
+        "timeouts": np.array([1, 0, 0, 0, 1], bool),
         "next_observations": obs[successors, :27],
     }
     assert_arrays_equal(arrays, expected)
     assert arrays["observations"][1, 26] == 226.0 and arrays["next_observations"][2, 0] == 400.0
+    episodes = OfflineDataset.from_arrays("ant-medium-v2_2x4_0", arrays, {})
+    np.testing.assert_array_equal(episodes.episode_starts, [0, 1, 3])  # A, B, C stay three episodes
 
 
 def test_reacher_v2_width_drops_index_10(tmp_path):
