@@ -16,6 +16,7 @@ import numpy as np
 
 from dzsc.datasets.transitions import (
     TRANSITION_KEYS,
+    check_dropped_columns,
     kept_observation_width,
     next_observations_from_trajectories,
     validate_transitions,
@@ -99,7 +100,10 @@ def save_hdf5(path: str | os.PathLike, arrays: dict, metadata: dict | None = Non
     return write_atomically(path, write)
 
 
-def _read_arrays(f: h5py.File, obs_dim: int) -> dict:
+CHECK_ROWS = 100_000  # rows of dropped columns read at a time (bounds the check's memory)
+
+
+def _read_arrays(f: h5py.File, obs_dim: int, source: str) -> dict:
     raw = {}
     for key in TRANSITION_KEYS:
         dataset = f.get(key)
@@ -107,6 +111,8 @@ def _read_arrays(f: h5py.File, obs_dim: int) -> dict:
             continue
         if key in _OBSERVATION_KEYS and dataset.ndim == 2:
             width = kept_observation_width(dataset.shape[1], obs_dim)
+            for start in range(0, dataset.shape[0] if width != dataset.shape[1] else 0, CHECK_ROWS):
+                check_dropped_columns(dataset[start:start + CHECK_ROWS, width:], dataset.shape[1], width, source)
             raw[key] = dataset[:, :width] if width != dataset.shape[1] else dataset[()]
         else:
             raw[key] = dataset[()]
@@ -125,7 +131,7 @@ def load_hdf5(path: str | os.PathLike, obs_dim: int, action_dim: int) -> tuple[d
         raise DatasetNotFoundError(f"{path}: no such dataset file")
     try:
         with h5py.File(path, "r") as f:
-            raw = _read_arrays(f, obs_dim)
+            raw = _read_arrays(f, obs_dim, source)
             metadata = _decode_metadata(f.attrs)
     except (OSError, KeyError, RuntimeError) as err:
         raise CorruptDatasetError(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dzsc.datasets.transitions import kept_observation_width, validate_transitions
+from dzsc.datasets.transitions import check_dropped_columns, kept_observation_width, validate_transitions
 from dzsc.errors import CorruptDatasetError, DatasetNotFoundError
 
 
@@ -53,7 +53,9 @@ def load_minari(dataset_id: str, obs_dim: int, action_dim: int) -> tuple[dict, d
                     f"{source}: episode {episode.id} has observations of type {type(obs).__name__}, expected a "
                     "2-D array (Box observation space). Fix: use a dataset with flat vector observations."
                 )
-            obs = obs[:, : kept_observation_width(obs.shape[1], obs_dim)]
+            kept = kept_observation_width(obs.shape[1], obs_dim)
+            check_dropped_columns(obs[:, kept:], obs.shape[1], kept, source)
+            obs = obs[:, :kept]
             terminals = np.asarray(episode.terminations, dtype=bool)
             timeouts = np.asarray(episode.truncations, dtype=bool).copy()
             timeouts[-1:] |= ~terminals[-1:]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dzsc.datasets.transitions import kept_observation_width, validate_transitions
+from dzsc.datasets.transitions import check_dropped_columns, kept_observation_width, validate_transitions
 from dzsc.errors import CorruptDatasetError, DatasetNotFoundError, UnsafePickleError
 
 REACHER_REPO_ID = "pbarde1/moma-ppo"
@@ -100,7 +100,9 @@ def load_reacher_pickle(path: str | os.PathLike) -> dict:
     arrays = {key: np.asarray(content[key]) for key in PICKLE_KEYS}
     for key in ("observations", "next_observations"):
         if arrays[key].ndim == 2:
-            arrays[key] = arrays[key][:, : kept_observation_width(arrays[key].shape[1], REACHER_OBS_DIM)]
+            kept = kept_observation_width(arrays[key].shape[1], REACHER_OBS_DIM)
+            check_dropped_columns(arrays[key][:, kept:], arrays[key].shape[1], kept, source)
+            arrays[key] = arrays[key][:, :kept]
     transitions = {
         "observations": arrays["observations"],
         "actions": arrays["actions"],

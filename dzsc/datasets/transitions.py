@@ -30,9 +30,25 @@ def concatenate_episodes(episodes: list[dict]) -> dict[str, np.ndarray]:
         bool if key in BOOL_KEYS else np.float32) for key in TRANSITION_KEYS}
 
 
+# Layouts whose dropped columns hold nothing: the loader checks they are zero (another file of that width is not
+# of the layout it assumes, and dropping its columns would lose data).
+ZERO_EXTRA_COLUMNS = {(111, 27), (11, 10)}
+ZERO_TOLERANCE = 1e-6
+
+
 def kept_observation_width(width: int, obs_dim: int | None) -> int:
     """How many leading observation columns to keep: obs_dim for a known (width, obs_dim) pair, else width."""
     return obs_dim if obs_dim is not None and (width, obs_dim) in EXTRA_OBSERVATION_COLUMNS else width
+
+
+def check_dropped_columns(dropped: np.ndarray, width: int, obs_dim: int, source: str) -> None:
+    """Refuse a file whose dropped observation columns (`dropped`, rows x (width - obs_dim), or a chunk of rows)
+    are not the zeros its layout (`ZERO_EXTRA_COLUMNS`) assumes."""
+    if (width, obs_dim) in ZERO_EXTRA_COLUMNS and dropped.size and np.abs(dropped).max() > ZERO_TOLERANCE:
+        raise _corrupt(source, f"observation columns {obs_dim}-{width - 1} should hold "
+                               f"{EXTRA_OBSERVATION_COLUMNS[(width, obs_dim)]} but hold values up to "
+                               f"{float(np.abs(dropped).max()):.3g}; dropping them would lose data, so this file is "
+                               "not of the layout the loader assumes")
 
 
 def _corrupt(source: str, problem: str) -> CorruptDatasetError:

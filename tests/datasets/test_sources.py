@@ -189,6 +189,7 @@ def test_d4rl_ant_layout_without_next_observations(tmp_path):
 
 def test_reacher_v2_width_drops_index_10(tmp_path):
     arrays = small_arrays(obs_dim=11)
+    arrays["observations"][:, 10] = arrays["next_observations"][:, 10] = 0.0  # tip-target z, always 0 in Reacher-v2
     path = tmp_path / "reacher.hdf5"
     write_raw_hdf5(path, arrays)
     loaded, _ = load_hdf5(path, 10, 2)
@@ -236,7 +237,7 @@ def reacher_pickle_content(n=4):
         "observations": obs,
         "actions": np.linspace(-1, 1, n * 2, dtype=np.float32).reshape(n, 2),
         "rewards": -np.arange(n, dtype=np.float32),
-        "next_observations": obs + 1,
+        "next_observations": np.concatenate([obs[:, :10] + 1, obs[:, 10:]], axis=1),  # index 10 stays 0
         "masks": np.array([1, 1, 0, 1], np.float32),
         "time_out_masks": np.array([1, 1, 1, 0], np.float32),
     }
@@ -600,3 +601,24 @@ def test_generated_datasets_travel_through_a_hub_dataset_repo(tmp_path, monkeypa
 def test_a_missing_reacher_pickle_is_named(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="nope.pkl: no such pickle file"):
         load_reacher_pickle(tmp_path / "nope.pkl")
+
+
+def test_dropped_columns_must_be_the_zeros_the_layout_assumes(tmp_path):
+    """D4RL ant's 84 contact-force columns and gym Reacher-v2's index 10 are dropped on load because they are zero;
+    a file of that width whose columns hold values is another layout, and is refused rather than cut."""
+    n = 7
+    obs = np.zeros((n, 111), np.float32)
+    obs[:, :27] = np.arange(n)[:, None]
+    arrays = {"observations": obs, "actions": np.zeros((n, 8), np.float32), "rewards": np.zeros(n, np.float32),
+              "terminals": np.zeros(n, bool), "timeouts": np.zeros(n, bool), "next_observations": obs}
+    write_raw_hdf5(tmp_path / "ok.hdf5", arrays)
+    assert load_hdf5(tmp_path / "ok.hdf5", 27, 8)[0]["observations"].shape == (n, 27)
+    obs[3, 50] = 2.5  # a contact force that is not zero
+    write_raw_hdf5(tmp_path / "forces.hdf5", arrays)
+    with pytest.raises(CorruptDatasetError, match="columns 27-110 should hold D4RL Ant-v2 contact forces.*2.5"):
+        load_hdf5(tmp_path / "forces.hdf5", 27, 8)
+    reacher = small_arrays(obs_dim=11)
+    reacher["observations"][:, 10] = 0.0
+    reacher["next_observations"][:, 10] = 0.0
+    write_raw_hdf5(tmp_path / "reacher.hdf5", reacher)
+    assert load_hdf5(tmp_path / "reacher.hdf5", 10, 2)[0]["observations"].shape[1] == 10
