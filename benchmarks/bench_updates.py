@@ -47,32 +47,34 @@ UPDATES = {"bc": 600, "iql": 300, "itd3-bc": 400, "cql": 100}
 SIZE = 20_000
 
 
-def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: torch.device) -> float:
-    config_class, algorithm_class = registry.algorithm(alg).config_class, registry.algorithm(alg).learner
-    # CQL's full update (critic and SAC actor), not its cheaper behaviour-cloning warm-up
-    config = config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
-    dataset = load_dataset(task, path=path)
-    data = DeviceDataset(dataset, device)
-    algorithm = algorithm_class(config, data.space, device)
+def learner_on(alg: str, task: str, path: Path, device: torch.device) -> tuple[torch.nn.Module, DeviceDataset, int]:
+    """(learner, its data on the device, batch size) as the runner builds them; CQL with its full update (critic and
+    SAC actor), not its cheaper behaviour-cloning warm-up."""
+    entry = registry.algorithm(alg)
+    config = entry.config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
+    data = DeviceDataset(load_dataset(task, path=path), device)
+    algorithm = entry.learner(config, data.space, device)
     if hasattr(algorithm, "set_observation_statistics"):
         algorithm.set_observation_statistics(*data.observation_statistics())
+    return algorithm, data, config.batch_size
+
+
+def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: torch.device) -> float:
+    algorithm, data, batch_size = learner_on(alg, task, path, device)
     generator = torch.Generator(device=device).manual_seed(0)
     for _ in range(20):
-        algorithm.update(data.sample(config.batch_size, generator))
+        algorithm.update(data.sample(batch_size, generator))
     start = time.perf_counter()
     for _ in range(updates):
-        losses = algorithm.update(data.sample(config.batch_size, generator))
+        losses = algorithm.update(data.sample(batch_size, generator))
     torch.stack(list(losses.values())).sum().item()
     return updates / (time.perf_counter() - start)
 
 
 def flops_per_update(alg: str, task: str, path: Path, device: torch.device) -> float:
     """Floating-point operations of one update (forward and backward), counted by torch's FLOP counter."""
-    config_class, algorithm_class = registry.algorithm(alg).config_class, registry.algorithm(alg).learner
-    config = config_class(task_name=task, **({"policy_eval_start": 0} if alg == "cql" else {}))
-    data = DeviceDataset(load_dataset(task, path=path), device)
-    algorithm = algorithm_class(config, data.space, device)
-    batch = data.sample(config.batch_size, torch.Generator(device=device).manual_seed(0))
+    algorithm, data, batch_size = learner_on(alg, task, path, device)
+    batch = data.sample(batch_size, torch.Generator(device=device).manual_seed(0))
     with FlopCounterMode(display=False) as counter:
         algorithm.update(batch)
     return float(counter.get_total_flops())
@@ -95,7 +97,7 @@ def _iql_in_subprocess(path: Path, updates: int, wait_policy: str | None) -> sub
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
-    code = ("import sys, torch; from pathlib import Path; from benchmarks.bench_updates import ours_updates_per_s; "
+    code = ("import torch; from pathlib import Path; from benchmarks.bench_updates import ours_updates_per_s; "
             f"print(ours_updates_per_s('iql', 'halfcheetah-random-gen_1x6_full', Path({str(path)!r}), {updates}, "
             "torch.device('cpu')))")
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

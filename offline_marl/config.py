@@ -94,12 +94,10 @@ class RunConfig:
         """Every numeric flag inside its BOUNDS, every flag with choices one of them; subclasses add the checks
         that relate several flags."""
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
             if f.name in BOUNDS and value is not None:
                 check_bounds(f.name, value, BOUNDS[f.name])
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
+            if choices and value not in choices:
                 raise ConfigError(f"--{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
 
     def to_dict(self) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
 from dzsc.known_structure import known_structure
 from offline_marl.config import flag
 from offline_marl.errors import ConfigError

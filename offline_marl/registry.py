@@ -29,6 +29,7 @@ from offline_marl.algos.iql import IQL, IQLConfig
 from offline_marl.algos.itd3_bc import ITD3BC, ITD3BCConfig
 from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+from offline_marl.algos.model_augmented import PREFIX as MODEL_AUGMENTED_PREFIX
 from offline_marl.algos.model_augmented import (ModelAugmentedLearner, ModelBasedIQLConfig, ModelBasedITD3BCConfig,
                                                 ModelBasedMAIQLConfig)
 from offline_marl.algos.moma_ppo import MOMAPPO, MOMAPPOConfig
@@ -42,7 +43,6 @@ OFFLINE = "offline_marl.train_agents"
 MODEL_AUGMENTED = "offline_marl.train_model_based_agent"
 MOMA_PPO = "offline_marl.train_rl_model_based"
 ONLINE = "offline_marl.train_rl"
-MODEL_AUGMENTED_PREFIX = "mb-"
 
 Builder = Callable[..., nn.Module]  # (config, context) -> learner
 PolicyLoader = Callable[[dict, AgentSpace, torch.device], nn.Module]
@@ -60,6 +60,7 @@ class Algorithm:
     build: Builder | None = None  # for learners that need more of the run: a model-environment, the task
     uses_reward_scale: bool = False  # rewards scaled by 1000 / (max - min episode return) (Kostrikov et al., 2022)
     needs_dataset: bool = True
+    world_model: bool = False  # it rolls out in a world model (trained first, per dataset and seed)
 
     def make(self, config, context) -> nn.Module:
         """The learner of a run (the runner's builder)."""
@@ -74,19 +75,14 @@ def config_from_dict(config_class: type, values: dict):
 
 
 def offline_policy(checkpoint: dict, space: AgentSpace, device: torch.device) -> nn.Module:
-    """A model-free learner as `runner.train` builds it, with its checkpointed weights."""
-    entry = algorithm(checkpoint["config"]["alg_name"])
+    """A model-free learner as `runner.train` builds it, with its checkpointed weights; of a model-augmented run
+    (`mb-{name}`), the learner it wraps (its `learner.` weights; no world model or synthetic buffer)."""
+    name = checkpoint["config"]["alg_name"]
+    prefix = "learner." if name.startswith(MODEL_AUGMENTED_PREFIX) else ""
+    entry = algorithm(name.removeprefix(MODEL_AUGMENTED_PREFIX))
     learner = entry.learner(config_from_dict(entry.config_class, checkpoint["config"]), space, device)
-    learner.load_state_dict(checkpoint["algorithm"])
-    return learner.eval()
-
-
-def model_augmented_policy(checkpoint: dict, space: AgentSpace, device: torch.device) -> nn.Module:
-    """A model-augmented learner (`mb-{name}`): its wrapped learner only (no world model or synthetic buffer)."""
-    entry = algorithm(checkpoint["config"]["alg_name"].removeprefix(MODEL_AUGMENTED_PREFIX))
-    learner = entry.learner(config_from_dict(entry.config_class, checkpoint["config"]), space, device)
-    learner.load_state_dict({key.removeprefix("learner."): value for key, value in checkpoint["algorithm"].items()
-                             if key.startswith("learner.")})
+    learner.load_state_dict({key.removeprefix(prefix): value for key, value in checkpoint["algorithm"].items()
+                             if key.startswith(prefix)})
     return learner.eval()
 
 
@@ -117,9 +113,10 @@ def _builtin() -> dict[str, Algorithm]:
     augmented = {"iql": ModelBasedIQLConfig, "ma-iql": ModelBasedMAIQLConfig, "itd3-bc": ModelBasedITD3BCConfig}
     base = {entry.name: entry for entry in entries}
     entries += [Algorithm(MODEL_AUGMENTED_PREFIX + name, MODEL_AUGMENTED, config_class, ModelAugmentedLearner,
-                          model_augmented_policy, build_model_augmented, uses_reward_scale=base[name].uses_reward_scale)
+                          offline_policy, build_model_augmented, uses_reward_scale=base[name].uses_reward_scale,
+                          world_model=True)
                 for name, config_class in augmented.items()]
-    entries += [Algorithm("moma-ppo", MOMA_PPO, MOMAPPOConfig, MOMAPPO, mappo_policy, moma_ppo.build),
+    entries += [Algorithm("moma-ppo", MOMA_PPO, MOMAPPOConfig, MOMAPPO, mappo_policy, moma_ppo.build, world_model=True),
                 Algorithm("mappo", ONLINE, OnlineMAPPOConfig, OnlineMAPPO, mappo_policy, online_mappo.build,
                           needs_dataset=False)]
     return {entry.name: entry for entry in entries}

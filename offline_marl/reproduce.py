@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from offline_marl import aggregate, sweep
+from offline_marl import aggregate, registry, sweep
 from offline_marl.config import read_yaml_mapping
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,17 +73,20 @@ class ReproduceError(Exception):
 # ------------------------------------------------------------------------------------------------ plan
 
 
-def entry_point(alg: str) -> str:
-    """The training entry point of an algorithm name."""
-    from offline_marl import registry
-
+def plan_algorithm(alg: str) -> registry.Algorithm:
+    """The registry entry of a plan's algorithm name (an unknown one is a bad plan)."""
     if alg not in registry.REGISTRY:
         raise ReproduceError(f"unknown algorithm {alg!r}; choose from: {', '.join(registry.names())}")
-    return registry.algorithm(alg).entry_point
+    return registry.REGISTRY[alg]
+
+
+def entry_point(alg: str) -> str:
+    """The training entry point of an algorithm name."""
+    return plan_algorithm(alg).entry_point
 
 
 def needs_world_model(alg: str) -> bool:
-    return alg == "moma-ppo" or alg.startswith("mb-")
+    return plan_algorithm(alg).world_model
 
 
 def load_plan(path: str | Path) -> dict:
@@ -215,7 +218,6 @@ def training_specs(plan: dict, tasks: list, datasets: dict, out: Path, seeds: li
 
 def check_arguments(specs: list) -> None:
     """Parse every job's flags with its entry point's parser now, so that a bad plan fails before hours of jobs."""
-    from offline_marl import registry
     from offline_marl.config import parse_config
     from offline_marl.world_model_training import WorldModelConfig
 

@@ -287,8 +287,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, RunContext], 
     A learner without `act` (a world model) is not evaluated in the simulator.
     """
     device = resolve_device(config.device)
-    if torch.get_num_threads() > usable_cpus():  # torch's default counts the machine's cores, not those it may use
-        torch.set_num_threads(usable_cpus())
+    torch.set_num_threads(min(torch.get_num_threads(), usable_cpus()))  # torch's default counts all the cores
     run_dir = prepare_run_dir(config)
     seed_everything(config.seed)
     task = get_task(config.task_name)
