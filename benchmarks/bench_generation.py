@@ -28,10 +28,10 @@ def _peer(size: int) -> float:
 
 def main() -> None:
     start = time.perf_counter()
-    arrays, _ = generate("reacher-expert-C-v0", SIZE, seed=0, progress=False)
+    arrays, _ = generate("reacher-expert-C-gen", SIZE, seed=0, progress=False)
     ours = time.perf_counter() - start
     peer = _peer(SIZE)
-    print(f"[generation] reacher-expert-C-v0, {SIZE:.0e} transitions")
+    print(f"[generation] reacher-expert-C-gen, {SIZE:.0e} transitions")
     print(f"  this package (generate, 16 envs): {ours:.1f} s = {SIZE / ours:,.0f} transitions/s "
           f"-> 1e6 in {1e6 / (SIZE / ours) / 60:.1f} min")
     print(f"  peer (Gymnasium loop, 1 env):     {peer:.1f} s = {SIZE / peer:,.0f} transitions/s")

@@ -2,7 +2,7 @@
 
 1. Update: `MAPPO.update` on a rollout of 2000 transitions (10 episodes x 200 steps) with the default
    5 epochs x 4 minibatches, 2x64 networks, on `halfcheetah-random-gen_6x1_0` (6 agents) and
-   `reacher-expert-C-v0_2x1_0` (2 agents); samples/s = 2000 x 5 epochs / time. Peer, in the same run:
+   `reacher-expert-C-gen_2x1_0` (2 agents); samples/s = 2000 x 5 epochs / time. Peer, in the same run:
    the same update with the agents' policies as a Python loop over per-agent networks.
 2. Online: `OnlineMAPPO.collect_rollout` on reacher 2x1 (10 simulators x 200 steps, actions of all
    simulators and agents from one batched forward) in env steps/s; peer: the same 10 simulators
@@ -11,7 +11,7 @@
    measured here, so no ratio).
 3. MOMA-PPO: iterations/s at its defaults (40 episode starts x 50 model steps = 2000 synthetic transitions
    through an untrained 7 x 3x200 ensemble with Reacher's known structure, then one MA-PPO update of 5 epochs
-   x 4 minibatches; 5,000 generated `reacher-expert-mix-v0` transitions), without memory and with the
+   x 4 minibatches; 5,000 generated `reacher-expert-mix-gen` transitions), without memory and with the
    authors' `--memory_len 10` (each policy's self-attention over its last 10 (observation, action) pairs,
    in the rollout and in every minibatch). Printed next to the original code's 2.9 s per iteration with
    memory 10 (DESIGN.md; not measured here, so no ratio); the RATIO line is memory's cost.
@@ -119,7 +119,7 @@ def bench_update(task_name: str, device: torch.device, repeats: int = 5) -> None
           f"({ours:,.0f}/s vs {peer:,.0f}/s)")
 
 
-def bench_online(device: torch.device, task_name: str = "reacher-expert-C-v0_2x1_0") -> None:
+def bench_online(device: torch.device, task_name: str = "reacher-expert-C-gen_2x1_0") -> None:
     task = get_task(task_name)
     torch.manual_seed(0)
     algorithm = online_mappo.build(MAPPOConfig(task_name=task_name, n_envs=E, rollout_len=T),
@@ -159,8 +159,8 @@ def moma_ppo_seconds_per_iteration(memory_len: int, device: torch.device, iterat
     from offline_marl.model_env import ModelEnv
     from offline_marl.world_model import EnsembleWorldModel
 
-    task = get_task("reacher-expert-mix-v0_2x1first_0")
-    arrays = generate("reacher-expert-mix-v0", 5000, 0, progress=False)
+    task = get_task("reacher-expert-mix-gen_2x1first_0")
+    arrays = generate("reacher-expert-mix-gen", 5000, 0, progress=False)
     context = RunContext.of(task, device, OfflineDataset.from_arrays(task.name, *arrays), memory_len)
     data = context.data
     torch.manual_seed(0)
@@ -190,7 +190,7 @@ def main(device: str = "cpu") -> None:
     device = torch.device(device)
     print(f"[mappo] device {device}, CPU threads {torch.get_num_threads()}; defaults: 2x64 networks, "
           "5 epochs x 4 minibatches")
-    for task_name in ("reacher-expert-C-v0_2x1_0", "halfcheetah-random-gen_6x1_0"):
+    for task_name in ("reacher-expert-C-gen_2x1_0", "halfcheetah-random-gen_6x1_0"):
         bench_update(task_name, device)
     bench_online(device)
     bench_moma_ppo(device)

@@ -1,7 +1,7 @@
 """Learning quality against d3rlpy 2.8.1 on the same transitions: `python -m benchmarks quality`.
 
-Data: `reacher-expert-C-v0`, `--size` generated transitions (seed 0; made once, then reused from
-`--out`), task `reacher-expert-C-v0_1x2_full` (one agent that sees and moves the whole arm, so d3rlpy
+Data: `reacher-expert-C-gen`, `--size` generated transitions (seed 0; made once, then reused from
+`--out`), task `reacher-expert-C-gen_1x2_full` (one agent that sees and moves the whole arm, so d3rlpy
 applies). For each algorithm (`bc`, `iql`, `itd3-bc`, `cql`) and seed 0 .. `--seeds`-1, both
 libraries train on the same file with the same sizes, learning rates and schedules and the same
 reward scale (ours: `offline_marl.registry`'s `uses_reward_scale`, handed to d3rlpy as a reward factor);
@@ -44,7 +44,7 @@ from offline_marl.evaluation import evaluate
 from offline_marl.runner import EVAL_SEED_BASE, MetricsLog
 
 PEER_PYTHON = Path(".venv-d3rlpy/bin/python")
-SCENARIO, TASK = "reacher-expert-C-v0", "reacher-expert-C-v0_1x2_full"
+SCENARIO, TASK = "reacher-expert-C-gen", "reacher-expert-C-gen_1x2_full"
 ALGS = ("bc", "iql", "itd3-bc", "cql")
 TOLERANCE = 3.0
 

@@ -1,17 +1,18 @@
-"""Multi-agent view of one Gymnasium environment: a v5 MuJoCo body, or a game of `dzsc.games`.
+"""Multi-agent view of one Gymnasium environment: a MuJoCo body (the v4 or v5 class the task's data was
+recorded in), or a game of `dzsc.games`.
 
 Each agent observes `global_obs[agent.obs_indices]` and drives `action[agent.action_indices]`;
 all agents share the team reward. The time limit (50 steps for Reacher, 1000 for locomotion, 10
 for the coordination game) is counted here, so `truncated` is exact and no Gymnasium wrapper sits
 between us and the simulator. A MuJoCo body made with a render_mode draws each agent's bodies in
 its own colour (`dzsc.partitions.colours`), seen by a camera that follows the torso (locomotion);
-without one, the model is the environment's own.
+without one, the model is the environment's own. Observations are cut to the task's width: Reacher-v4's
+11th entry (the fingertip-target z, always 0) is dropped, as the dataset loaders drop it.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import gymnasium as gym
 import numpy as np
 
 from dzsc.errors import ShapeError
@@ -35,15 +36,15 @@ class MultiAgentEnv:
         self.task = get_task(task) if isinstance(task, str) else task
         body = BODIES[self.task.body]
         self.mujoco = body.simulator == "mujoco"
-        kwargs = dict(self.task.env_kwargs)
-        if render_mode is not None:
-            kwargs.update(render_mode=render_mode, width=width, height=height, **body.render_kwargs())
-        # .unwrapped: no TimeLimit / order / checker wrappers; the time limit is counted below.
-        self.env = gym.make(self.task.env_id, **kwargs).unwrapped
+        rendering = {} if render_mode is None else dict(render_mode=render_mode, width=width, height=height)
+        # bare environment: no TimeLimit / order / checker wrappers; the time limit is counted below.
+        self.env = self.task.environment.make(**rendering)
         if self.mujoco:
             self.model, self.data = self.env.model, self.env.data
             if render_mode is not None:
                 colour_agents(self.model, agent_joints(self.task))
+                if body.camera:  # set on the renderer: v4 classes take no camera argument
+                    self.env.mujoco_renderer.default_cam_config = body.camera
                 if "type" in body.camera:  # Gymnasium forces a free camera unless no camera id is set
                     self.env.mujoco_renderer.camera_id = None
         self.action_low = self.env.action_space.low.astype(np.float64)
@@ -73,8 +74,12 @@ class MultiAgentEnv:
             action[list(agent.action_indices)] = agent_action
         return action
 
+    def _observed(self, env_obs: np.ndarray) -> np.ndarray:
+        """The environment's observation cut to the task's width (see the module doc)."""
+        return env_obs[: self.task.obs_dim]
+
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], dict]:
-        global_obs, _ = self.env.reset(seed=seed)
+        global_obs = self._observed(self.env.reset(seed=seed)[0])
         self.elapsed_steps = 0
         return self.split_observation(global_obs), {"global_obs": global_obs}
 
@@ -92,6 +97,7 @@ class MultiAgentEnv:
                 + ("" if np.all(np.isfinite(action)) else " with NaN/inf")
             )
         global_obs, reward, terminated, _, info = self.env.step(np.clip(action, self.action_low, self.action_high))
+        global_obs = self._observed(global_obs)
         self.elapsed_steps += 1
         truncated = self.elapsed_steps >= self.task.max_episode_steps
         info = dict(info, global_obs=global_obs)
@@ -99,7 +105,7 @@ class MultiAgentEnv:
 
     def observation(self) -> np.ndarray:
         """The simulator's current global observation."""
-        return self.env._get_obs()
+        return self._observed(self.env._get_obs())
 
     def set_state_from_observation(self, global_obs: np.ndarray) -> None:
         """Put the simulator in the state a global observation describes.
@@ -136,6 +142,18 @@ class MultiAgentEnv:
             n_excluded = nq + nv - self.task.obs_dim
             qpos[n_excluded:] = global_obs[: nq - n_excluded]
             qvel[:] = global_obs[nq - n_excluded :]
+        self.env.set_state(qpos, qvel)
+
+    def set_simulator_state(self, qpos: np.ndarray, qvel: np.ndarray) -> None:
+        """Put a MuJoCo body's simulator in a stored state (a dataset's `infos/qpos`, `infos/qvel`): exact, where an
+        observation may not be (`set_state_from_observation`)."""
+        qpos, qvel = np.asarray(qpos, dtype=np.float64), np.asarray(qvel, dtype=np.float64)
+        if not self.mujoco:
+            raise ShapeError(f"{self.task.name}: a game's state is its observation; use set_state_from_observation")
+        if qpos.shape != (self.model.nq,) or qvel.shape != (self.model.nv,) or not (
+                np.isfinite(qpos).all() and np.isfinite(qvel).all()):
+            raise ShapeError(f"{self.task.name}: a simulator state is qpos ({self.model.nq},) and qvel "
+                             f"({self.model.nv},) finite numbers, got {qpos.shape} and {qvel.shape}")
         self.env.set_state(qpos, qvel)
 
     def _unwrap_into_range(self, joint: int, angle: float) -> float:

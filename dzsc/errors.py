@@ -18,6 +18,10 @@ class CorruptDatasetError(DzscError, ValueError):
     """A dataset file exists but its content is wrong (keys, shapes, NaNs, types)."""
 
 
+class EnvironmentMismatchError(DzscError, ValueError):
+    """A dataset file records another environment than the one its task steps."""
+
+
 class DownloadError(DzscError, OSError):
     """A download failed (offline, bad size, bad checksum). Nothing is left on disk."""
 

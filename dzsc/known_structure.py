@@ -3,7 +3,7 @@
 A world model predicts every observation entry and the reward as if they were unrelated quantities. Some
 are not: they are fixed functions of the others, known from the environment's definition. Where a body
 has such entries, a model that predicts them freely can be wrong in a way the policy learns to exploit.
-Measured on `reacher-expert-mix-v0` (1e5 transitions, the demo's ensemble), rolling a MOMA-PPO policy
+Measured on `reacher-expert-mix-gen` (1e5 transitions, the demo's ensemble), rolling a MOMA-PPO policy
 out for 50 steps from the real episodes' first states: the model's joint angles followed the real arm
 (fingertip distance computed from them 0.075 at step 25, real 0.075), but its predicted
 fingertip-to-target entries fell to 0.025, because in expert data an arm at rest is an arm on the target;
@@ -11,7 +11,7 @@ its learned reward followed them, and the model's return was -2.8 where the real
 
 `known_structure(task)` returns the body's `BodyStructure`, or None where nothing is known exactly:
 
-- Reacher (v5): the observation is (cos q, sin q, target, dq, fingertip - target). `consistent_next_obs`
+- Reacher (v4 and v5): the observation is (cos q, sin q, target, dq, fingertip - target). `consistent_next_obs`
   keeps each (cos q_i, sin q_i) pair on the unit circle, keeps the target where it was (it never moves
   within an episode) and recomputes the fingertip from the joint angles with the arm's forward
   kinematics, read from the MuJoCo model:
@@ -24,6 +24,11 @@ its learned reward followed them, and the model's return was -2.8 where the real
   `reward` is Reacher-v5's reward, paid on the state after the step (Gymnasium v5):
 
       r = -w_dist ||tip(q') - target|| - w_ctrl ||a||^2
+
+  or Reacher-v4's (gym's v2, the authors' pickles), paid on the state before it, whose fingertip-target
+  entries the observation holds as the simulator computed them:
+
+      r = -||obs_tip - target|| - ||a||^2
 
 - HalfCheetah, Hopper, Walker2d, Ant: None. Their observations are independent state variables
   (positions and velocities), and their rewards use the torso's displacement over the step, which
@@ -102,14 +107,17 @@ class BodyStructure:
 
 
 class ReacherStructure(BodyStructure):
-    """Reacher-v5: fingertip from the joints, a fixed target, unit (cos, sin) pairs, the exact reward."""
-
-    description = "reacher-v5: fingertip from the joint angles, fixed target, exact reward"
+    """Reacher: fingertip from the joints, a fixed target, unit (cos, sin) pairs, the exact reward (of v5, or of
+    v4 with `distance_before_step`)."""
 
     def __init__(self, kinematics: ReacherKinematics, reward_dist_weight: float = 1.0,
-                 reward_control_weight: float = 1.0):
+                 reward_control_weight: float = 1.0, distance_before_step: bool = False):
         self.kinematics = kinematics
         self.reward_dist_weight, self.reward_control_weight = reward_dist_weight, reward_control_weight
+        self.distance_before_step = distance_before_step
+        paid = "before" if distance_before_step else "after"
+        self.description = (f"reacher-{'v4' if distance_before_step else 'v5'}: fingertip from the joint angles, "
+                            f"fixed target, exact reward (distance {paid} the step)")
 
     def consistent_next_obs(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         q = torch.atan2(next_obs[:, REACHER_OBS_SIN], next_obs[:, REACHER_OBS_COS])
@@ -119,20 +127,19 @@ class ReacherStructure(BodyStructure):
         return torch.cat([torch.cos(q), torch.sin(q), target, next_obs[:, REACHER_OBS_QVEL], tip], dim=1)
 
     def reward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        distance = next_obs[:, REACHER_OBS_TIP].norm(dim=1)
+        distance = (obs if self.distance_before_step else next_obs)[:, REACHER_OBS_TIP].norm(dim=1)
         return -self.reward_dist_weight * distance - self.reward_control_weight * action.square().sum(1)
 
 
 def known_structure(task: Task) -> BodyStructure | None:
-    """The exact structure of the task's body (Reacher-v5), or None where nothing is known exactly."""
-    if task.body != "reacher" or task.env_id != "Reacher-v5":
+    """The exact structure of the task's body (Reacher-v4 / v5), or None where nothing is known exactly."""
+    if task.env_id not in ("Reacher-v4", "Reacher-v5"):
         return None
-    import gymnasium as gym
-
-    env = gym.make(task.env_id, **task.env_kwargs).unwrapped
+    env = task.environment.make()
     try:
         kinematics = ReacherKinematics.from_model(env.model)
     finally:
         env.close()
-    return ReacherStructure(kinematics, task.env_kwargs.get("reward_dist_weight", 1.0),
-                            task.env_kwargs.get("reward_control_weight", 1.0))
+    kwargs = task.environment.kwargs
+    return ReacherStructure(kinematics, kwargs.get("reward_dist_weight", 1.0), kwargs.get("reward_control_weight", 1.0),
+                            distance_before_step=task.env_id == "Reacher-v4")

@@ -1,9 +1,12 @@
 """Task names -> multi-agent tasks.
 
 Grammar (README, "Tasks"): `{body}-{dataset}-{version}_{agent_conf}_{obsk}[_DEV]`, e.g.
-`reacher-expert-mix-v0_2x1first_0`, `ant-full-replay-v2_t4x2_0`, `halfcheetah-medium-v2_2x3_0t_DEV`,
+`reacher-expert-mix-gen_2x1first_0`, `ant-full-replay-v2_t4x2_0`, `halfcheetah-medium-v2_2x3_0t_DEV`,
 `coordination-expert-mix-v0_2x1_0` (the iterated coordination game of `dzsc.games`).
-`_DEV` keeps only the first 10,000 transitions of the dataset.
+`_DEV` keeps only the first 10,000 transitions of the dataset. The version says whose data it is and so
+which environment the task steps: `v2` D4RL's and `v0` the MOMA-PPO authors' reacher pickles, both in
+Gymnasium's v4 classes (the reward definitions they were recorded with); `gen` the project's own, in v5
+(`dzsc.partitions.layout`).
 
 Command line:
     python -m dzsc.tasks list
@@ -19,7 +22,7 @@ from functools import lru_cache
 
 from dzsc.errors import UnknownTaskError, closest
 from dzsc.partitions import BODIES
-from dzsc.partitions.layout import Body
+from dzsc.partitions.layout import Body, EnvSpec
 
 DEV_SUFFIX = "_DEV"
 DEV_SIZE = 10_000
@@ -44,8 +47,7 @@ class Task:
     agent_conf: str
     obsk: str
     dev: bool
-    env_id: str
-    env_kwargs: dict
+    environment: EnvSpec  # the environment the version's data was recorded in (dzsc.partitions.layout)
     obs_dim: int
     action_dim: int
     max_episode_steps: int
@@ -54,6 +56,10 @@ class Task:
     @property
     def n_agents(self) -> int:
         return len(self.agents)
+
+    @property
+    def env_id(self) -> str:
+        return self.environment.env_id
 
     def describe(self) -> dict:
         return {
@@ -66,7 +72,7 @@ class Task:
             "obsk": self.obsk,
             "dev": self.dev,
             "env_id": self.env_id,
-            "env_kwargs": self.env_kwargs,
+            "env_kwargs": self.environment.kwargs,
             "n_agents": self.n_agents,
             "obs_dim": self.obs_dim,
             "action_dim": self.action_dim,
@@ -111,7 +117,7 @@ def parse_task_name(name: str) -> dict:
     if len(pieces) != 3 or not all(pieces):
         raise UnknownTaskError(
             f"malformed task name {name!r}: expected {{body}}-{{dataset}}-{{version}}_{{agent_conf}}_{{obsk}}[_DEV], "
-            f"e.g. 'reacher-expert-mix-v0_2x1first_0'{closest(name, task_names(False))}"
+            f"e.g. 'reacher-expert-mix-gen_2x1first_0'{closest(name, task_names(False))}"
         )
     scenario, conf, obsk = pieces
     body_name, _, rest = scenario.partition("-")
@@ -135,12 +141,13 @@ def get_task(name: str) -> Task:
     """Build a Task from the body's parts (for MuJoCo bodies, every index comes from the model)."""
     pieces = parse_task_name(name)
     body = BODIES[pieces["body"]]
-    parts = body.named_parts()
+    version = pieces["version"]
+    parts = body.named_parts(version)
     obs_dim = 1 + max(i for part in parts.values() for i in part.obs_indices)
     extra = body.obsk[pieces["obsk"]]
     agents = []
     for layout in body.agent_confs[pieces["agent_conf"]]:
-        actions = sorted({a for joint in layout.joints for a in body.actuators_of(joint)})
+        actions = sorted({a for joint in layout.joints for a in body.actuators_of(joint, version)})
         own = [p for p in parts.values() if set(p.action_indices) & set(actions)]
         seen = [p.name for p in own] + list(layout.extra_parts)
         seen += list(parts) if extra == ("*",) else list(extra)
@@ -149,10 +156,9 @@ def get_task(name: str) -> Task:
         agents.append(AgentSpec(tuple(obs), tuple(actions), tuple(seen)))
     return Task(
         name=name,
-        env_id=body.env_id,
-        env_kwargs=dict(body.env_kwargs),
+        environment=body.environments[version],
         obs_dim=obs_dim,
-        action_dim=body.n_actuators(),
+        action_dim=body.n_actuators(version),
         max_episode_steps=body.max_episode_steps,
         agents=tuple(agents),
         **pieces,

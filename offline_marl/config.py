@@ -65,7 +65,7 @@ def check_bounds(name: str, value, bounds: str) -> None:
 class RunConfig:
     """Flags shared by every entry point."""
 
-    task_name: str = flag("reacher-expert-mix-v0_2x1first_0",
+    task_name: str = flag("reacher-expert-mix-gen_2x1first_0",
                           "task: {body}-{dataset}-{version}_{agent_conf}_{obsk}[_DEV]; `python -m dzsc.tasks list`")
     alg_name: str = flag("bc", "algorithm")
     seed: int = flag(0, "seed of networks, sampling and evaluation episodes")

@@ -1,12 +1,12 @@
 """Convention analysis for reacher: which elbow convention does a trained team end its episodes in?
 
     python -m offline_marl.conventions RUN_DIR [RUN_DIR ...] [--episodes 50] [--out DIR]
-    python -m offline_marl.conventions runs/reproduce/runs/moma-ppo/reacher-expert-mix-v0_2x1first_0/default
+    python -m offline_marl.conventions runs/reproduce/runs/moma-ppo/reacher-expert-mix-gen_2x1first_0/default
 
 Why this measures strategy agreement. Every reachable Reacher target has exactly two arm
 configurations that put the fingertip on it, mirror images across the shoulder-target line: the
 counter-clockwise elbow (convention C, q1 > 0) and the clockwise one (D, q1 < 0); see
-`dzsc.datasets.experts`. The `reacher-expert-mix-v0` data holds both, half the episodes each, so an
+`dzsc.datasets.experts`. The `reacher-expert-mix-gen` data holds both, half the episodes each, so an
 offline learner sees two equally good joint strategies. In `2x1first` agent 0 drives the shoulder
 and sees the target, agent 1 drives the elbow and does *not* see it: the follower must pick the
 elbow's side (and how far to bend it) from the leader's arm alone, and the leader must aim the

@@ -1,7 +1,7 @@
 """Ad-hoc team play: do independently trained teams share a convention?
 
     python offline_marl/evaluate_ad_hoc_teamplay.py RUN_DIR [RUN_DIR ...] [--out DIR] [--episodes 20]
-    python offline_marl/evaluate_ad_hoc_teamplay.py runs/baselines_reacher/bc/reacher-expert-mix-v0_2x1first_0/default
+    python offline_marl/evaluate_ad_hoc_teamplay.py runs/baselines_reacher/bc/reacher-expert-mix-gen_2x1first_0/default
 
 Each RUN_DIR is a run folder (its `checkpoints/last.pt` holds the weights and the config), or a
 folder whose `seed*` run folders are all taken. Every team is evaluated in the real simulator on the

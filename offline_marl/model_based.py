@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from dzsc.known_structure import known_structure
 from offline_marl.config import flag
 from offline_marl.errors import ConfigError
-from offline_marl.model_env import RolloutEnv, RolloutPenalty, ModelEnv, SimulatorEnv
+from offline_marl.model_env import ModelEnv, RolloutEnv, RolloutPenalty, dataset_simulator
 from offline_marl.train_worldmodel import load_or_train_world_model
 from offline_marl.world_model import EnsembleWorldModel
 
@@ -29,8 +29,9 @@ class ModelRolloutConfig:
 
     world_model: str | None = flag(None, "world-model file or Hugging Face repo id (REPO_ID[:file]); default: the "
                                          "task's cached model for this seed, trained first if there is none")
-    perfect_wm: bool = flag(False, "roll out in the real simulator set to each dataset state instead of a world "
-                                   "model (no penalties, no cut): the upper bound of a perfect model")
+    perfect_wm: bool = flag(False, "roll out in the real simulator set to each start state (the file's stored "
+                                   "simulator state where it has one) instead of a world model (no penalties, no "
+                                   "cut): the upper bound of a perfect model")
     world_model_epochs: int = flag(200, "when a world model has to be trained: its --max_epochs (early stopping "
                                         "usually ends it sooner)")
     next_obs_penalty: float = flag(0.1, "reward penalty per unit of next-state disagreement between the elites "
@@ -80,7 +81,7 @@ def make_rollout_env(config, context) -> RolloutEnv:
     """The simulator (`--perfect_wm`) or the world model given / cached / trained for the run's task, data and seed
     (`context`: `offline_marl.runner.RunContext`)."""
     if config.perfect_wm:
-        return SimulatorEnv(context.task)
+        return dataset_simulator(context.dataset)
     model = load_or_train_world_model(config.task_name, config.seed, config.world_model, context.device,
                                       dataset=context.dataset, dataset_path=config.dataset_path,
                                       max_epochs=config.world_model_epochs)

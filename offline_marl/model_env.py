@@ -35,12 +35,15 @@ measures it on any batch.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from dzsc.datasets.dataset import OfflineDataset
+from dzsc.datasets.hdf5 import load_simulator_states
 from dzsc.envs import MultiAgentEnv
 from dzsc.known_structure import BodyStructure
 from dzsc.tasks import Task, get_task
@@ -83,8 +86,9 @@ class RolloutEnv:
 
     def rollout(self, policy_fn: PolicyFn, start_obs: torch.Tensor, horizon: int,
                 generator: torch.Generator | None = None, steps_left: torch.Tensor | None = None,
-                start_history: dict | None = None) -> dict:
-        """Run up to `horizon` steps from each start observation [B, obs_dim].
+                start_history: dict | None = None, start_indices: torch.Tensor | None = None) -> dict:
+        """Run up to `horizon` steps from each start observation [B, obs_dim] (`start_indices` [B]: their dataset
+        rows, which the simulator uses to start from stored simulator states; a model needs only the observations).
 
         `policy_fn(global_obs [B, obs]) -> (global_action [B, act], extras)` where extras is a dict of
         tensors with leading dimension B (log-probabilities, values, ...). Returns tensors stacked over
@@ -195,14 +199,35 @@ class ModelEnv(RolloutEnv):
 
 
 class SimulatorEnv(RolloutEnv):
-    """The real simulator behind the `step` interface (`--perfect_wm`): each observation is restored with
-    `MultiAgentEnv.set_state_from_observation` and stepped with its action, one at a time on the CPU.
-    Penalties and uncertainty are zero and it never cuts. See `set_state_from_observation` for the
-    states that cannot be restored exactly (e.g. Reacher's first reward after a restore)."""
+    """The real simulator behind the `step` interface (`--perfect_wm`). In `rollout`, each start state gets its own
+    simulator, set once, to the dataset's stored simulator state of that row (`states`, exact) where there is one,
+    else restored from its observation with `MultiAgentEnv.set_state_from_observation` (see it for the states that
+    cannot be restored exactly, e.g. clipped velocities), then stepped on from where it is, one at a time on the CPU.
+    `step` on its own restores every observation it is given. Penalties and uncertainty are zero and it never cuts."""
 
-    def __init__(self, task: Task | str):
+    def __init__(self, task: Task | str, states: dict | None = None):
         self.task = get_task(task) if isinstance(task, str) else task
-        self.env = MultiAgentEnv(self.task)
+        self.states = states  # {"qpos": [N, nq], "qvel": [N, nv]} float64, one row per dataset transition
+        self.envs = [MultiAgentEnv(self.task)]
+        self._rolling_out = False
+
+    def rollout(self, policy_fn: PolicyFn, start_obs: torch.Tensor, horizon: int,
+                generator: torch.Generator | None = None, steps_left: torch.Tensor | None = None,
+                start_history: dict | None = None, start_indices: torch.Tensor | None = None) -> dict:
+        while len(self.envs) < len(start_obs):
+            self.envs.append(MultiAgentEnv(self.task))
+        start_np = start_obs.detach().cpu().double().numpy()
+        for b, env in enumerate(self.envs[: len(start_obs)]):
+            if self.states is not None and start_indices is not None:
+                row = int(start_indices[b])
+                env.set_simulator_state(self.states["qpos"][row], self.states["qvel"][row])
+            else:
+                env.set_state_from_observation(start_np[b])
+        self._rolling_out = True
+        try:
+            return super().rollout(policy_fn, start_obs, horizon, generator, steps_left, start_history)
+        finally:
+            self._rolling_out = False
 
     def step(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         obs_np = obs.detach().cpu().double().numpy()
@@ -211,11 +236,43 @@ class SimulatorEnv(RolloutEnv):
         reward = np.empty(len(obs_np))
         terminated = np.empty(len(obs_np), dtype=bool)
         for b in range(len(obs_np)):
-            self.env.set_state_from_observation(obs_np[b])
-            next_obs[b], reward[b], terminated[b], _, _ = self.env.step_global(action_np[b])
+            env = self.envs[b] if self._rolling_out else self.envs[0]
+            if not self._rolling_out:
+                env.set_state_from_observation(obs_np[b])
+            next_obs[b], reward[b], terminated[b], _, _ = env.step_global(action_np[b])
         to = lambda array: torch.as_tensor(array, device=obs.device)  # noqa: E731
         reward_t = to(reward).to(obs.dtype)
         zeros = torch.zeros_like(reward_t)
         return {"next_obs": to(next_obs).to(obs.dtype), "reward": reward_t, "penalty": zeros,
                 "penalised_reward": reward_t, "uncertainty": zeros, "terminated": to(terminated),
                 "cut": torch.zeros_like(reward_t, dtype=torch.bool)}
+
+
+def dataset_simulator(dataset: OfflineDataset, sample: int = 200) -> SimulatorEnv:
+    """`--perfect_wm`'s simulator for a dataset: its rollouts start from the file's stored simulator states where it
+    has them (`infos/qpos`, `infos/qvel`). Where it has none, the log says how many of `sample` dataset transitions
+    (evenly spaced) are not reproduced from their observations: restored with `set_state_from_observation` and
+    stepped with their action, they reach a next observation more than 1e-4 away from the dataset's."""
+    task, path = dataset.task, dataset.info.get("path")
+    states = None
+    if path and str(path).lower().endswith((".hdf5", ".h5")) and os.path.isfile(path):
+        states = load_simulator_states(path)
+    env = MultiAgentEnv(task)
+    if states is not None and env.mujoco and states["qpos"].shape[1:] == (env.model.nq,) and (
+            states["qvel"].shape[1:] == (env.model.nv,)) and len(states["qpos"]) >= len(dataset):
+        print(f"perfect world model: rollouts start from the simulator states stored in {path} "
+              "(infos/qpos, infos/qvel)")
+        return SimulatorEnv(task, {key: value[: len(dataset)] for key, value in states.items()})
+    rows = np.unique(np.linspace(0, len(dataset) - 1, min(sample, len(dataset))).astype(int))
+    errors = []
+    for row in rows:
+        env.set_state_from_observation(dataset.observations[row])
+        next_obs = env.step_global(dataset.actions[row].astype(np.float64))[0]
+        errors.append(np.abs(next_obs - dataset.next_observations[row]).max())
+    inexact = int(np.sum(np.asarray(errors) > 1e-4))
+    print(f"perfect world model: {path or task.scenario} stores no simulator states, so rollouts start from states "
+          f"restored from observations; {inexact} of {len(rows)} sampled dataset transitions are not reproduced from "
+          f"their observations (largest one-step error {max(errors):.2g})"
+          + (": velocities beyond the observation's clip (Hopper, Walker2d), or physics other than the recording's"
+             if inexact else ""))
+    return SimulatorEnv(task)

@@ -16,7 +16,7 @@ A sweep file:
       max_training_step: 10000
     grid:                                   # every list is crossed; a list of such mappings is their union
       alg_name: [bc, iql]
-      task_name: [reacher-expert-C-v0_2x1_0, reacher-expert-mix-v0_2x1first_0]
+      task_name: [reacher-expert-C-gen_2x1_0, reacher-expert-mix-gen_2x1first_0]
       hidden_sizes: [[64, 64], [256, 256]]  # a list-valued flag is swept as a list of lists
     slurm: {partition: null, time_min: 120, cpus_per_task: 1, gpus_per_node: 0, mem_gb: 8}
     local: {jobs: 2}

@@ -1,6 +1,6 @@
 """Train a model-free offline learner on a multi-agent task.
 
-    python offline_marl/train_agents.py --alg_name iql --task_name reacher-expert-mix-v0_2x1first_0
+    python offline_marl/train_agents.py --alg_name iql --task_name reacher-expert-mix-gen_2x1first_0
     python -m offline_marl.train_agents --help
 
 Algorithms: those of `offline_marl.registry` under this entry point (`--help` lists them). The run

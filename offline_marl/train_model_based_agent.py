@@ -1,6 +1,6 @@
 """Model-based offline learners: IQL, MA-IQL or ITD3+BC trained on real and world-model transitions.
 
-    python offline_marl/train_model_based_agent.py --alg_name itd3-bc --task_name reacher-expert-mix-v0_2x1first_0
+    python offline_marl/train_model_based_agent.py --alg_name itd3-bc --task_name reacher-expert-mix-gen_2x1first_0
     python -m offline_marl.train_model_based_agent --help
 
 The method (MBPO / MOPO-style data mixing) is described in `offline_marl.algos.model_augmented`; the

@@ -1,7 +1,7 @@
 """Train online MA-PPO experts in the real simulator, then optionally record a dataset with them.
 
-    python offline_marl/train_rl.py --task_name reacher-expert-C-v0_2x1_0
-    python -m offline_marl.train_rl --task_name reacher-expert-C-v0_2x1_0 --seed 1 --collect_size 1000000
+    python offline_marl/train_rl.py --task_name reacher-expert-C-gen_2x1_0
+    python -m offline_marl.train_rl --task_name reacher-expert-C-gen_2x1_0 --seed 1 --collect_size 1000000
     python -m offline_marl.train_rl --config configs/mappo.yaml --task_name ant-expert-gen_2x4_0 --collect_size 1000000
 
 One training step is one PPO iteration: `n_envs` simulators step in lockstep for `rollout_len` steps
@@ -29,7 +29,7 @@ With `--collect_size N`, the final deterministic policy then records N transitio
 `generated_path(SCENARIO)` ($DZSC_DATA_DIR or ~/.cache/dzsc/datasets/SCENARIO.hdf5), where the loaders
 look first; an existing file is kept unless `--overwrite`. SCENARIO (`--collect_scenario`) must be a
 scenario of the task's body, `{body}-{dataset}-{version}`; by default `{body}-expert-gen` for the
-locomotion bodies and, for reacher, `reacher-expert-C-v0` or `reacher-expert-D-v0` after the elbow
+locomotion bodies and, for reacher, `reacher-expert-C-gen` or `reacher-expert-D-gen` after the elbow
 convention the policy converged to in the recorded episodes. The collection flags are not
 part of the run's configuration: rerunning a finished run with other collection flags only collects.
 
@@ -45,7 +45,6 @@ the saved data is identical to an uninterrupted run's.
 from __future__ import annotations
 
 import dataclasses
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ import torch
 
 from dzsc.datasets.dataset import agent_views
 from dzsc.datasets.experts import elbow_convention
-from dzsc.datasets.generate import collect
+from dzsc.datasets.generate import collect, make_env, recording_metadata
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.datasets.sources import generated_path
 from dzsc.errors import OutputExistsError, UnknownTaskError
@@ -71,8 +70,11 @@ from offline_marl.runner import EVAL_SEED_BASE, default_run_dir, train
 CONVENTION_EPISODES = 20  # deterministic reacher episodes whose final elbow convention is reported after training
 
 
-def check_scenario(scenario: str, body: str, overwrite: bool, flag_name: str = "--collect_scenario") -> Path:
-    """The dataset path of a scenario of `body`; refuse other bodies, bad names and (without overwrite) existing files."""
+def check_scenario(scenario: str, body: str, version: str, overwrite: bool,
+                   flag_name: str = "--collect_scenario") -> Path:
+    """The dataset path of a scenario of `body` recorded in the environment of dataset version `version`; refuse
+    other bodies and versions (its file would name an environment it was not recorded in), bad names and (without
+    overwrite) existing files."""
     spec = BODIES[body]
     own = BODIES.get(scenario.partition("-")[0], spec)  # complete the name with a split of its own body
     try:
@@ -81,7 +83,12 @@ def check_scenario(scenario: str, body: str, overwrite: bool, flag_name: str = "
         raise ConfigError(f"{flag_name} {scenario!r} is not a scenario name: {error}") from error
     if pieces["body"] != body:
         raise ConfigError(f"{flag_name} {scenario!r} is a {pieces['body']} scenario but the policy drives "
-                          f"{body}; choose {body}-{{dataset}}-{{version}}, e.g. {body}-{spec.datasets[0]}-{spec.versions[-1]}")
+                          f"{body}; choose {body}-{{dataset}}-{{version}}, e.g. {body}-{spec.datasets[0]}-{version}")
+    if pieces["version"] != version:
+        named = spec.environments[pieces["version"]].env_id
+        raise ConfigError(f"{flag_name} {scenario!r} names version {pieces['version']} ({named}) "
+                          f"but the data is recorded in {spec.environments[version].env_id}: name it "
+                          f"{pieces['body']}-{pieces['dataset']}-{version}")
     path = generated_path(scenario)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it, or choose another "
@@ -116,23 +123,24 @@ def final_observations(arrays: dict) -> np.ndarray:
 
 
 def default_scenario(body: str, convention: dict | None) -> str:
-    return f"reacher-expert-{convention['elbow_convention']}-v0" if body == "reacher" else f"{body}-expert-gen"
+    return f"reacher-expert-{convention['elbow_convention']}-gen" if body == "reacher" else f"{body}-expert-gen"
 
 
 def collect_dataset(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: Path, summary: dict) -> dict:
     """Record `collect_size` transitions with the deterministic policy and save them (see the module doc)."""
     task = algorithm.task
     if config.collect_scenario is not None or task.body != "reacher":  # checked before training; may exist since
-        check_scenario(config.collect_scenario or default_scenario(task.body, None), task.body, config.overwrite)
+        check_scenario(config.collect_scenario or default_scenario(task.body, None), task.body,
+                       BODIES[task.body].own_version, config.overwrite)
     arrays = collect(task.body, global_policy(algorithm), config.collect_size, config.seed, config.n_envs)
     convention = elbow_conventions(final_observations(arrays)) if task.body == "reacher" else {}
     scenario = config.collect_scenario or default_scenario(task.body, convention)
-    path = check_scenario(scenario, task.body, config.overwrite)
+    path = check_scenario(scenario, task.body, BODIES[task.body].own_version, config.overwrite)
     metadata = {"scenario": scenario, "task_name": task.name, "seed": config.seed, "size": config.collect_size,
                 "n_envs": config.n_envs, "generator": f"MA-PPO policy (deterministic) trained online on {task.name}, "
                 f"seed {config.seed}, {summary['steps']} iterations; run folder {run_dir}",
                 "final_normalized_score": summary["final_normalized_score"], **convention,
-                "mujoco_version": version("mujoco"), "gymnasium_version": version("gymnasium")}
+                **recording_metadata(make_env(task.body).task.environment)}
     save_hdf5(path, arrays, metadata, overwrite=config.overwrite)
     starts = np.concatenate([[0], np.flatnonzero(arrays["terminals"] | arrays["timeouts"])[:-1] + 1])
     returns = np.add.reduceat(arrays["rewards"].astype(np.float64), starts)
@@ -142,7 +150,8 @@ def collect_dataset(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: 
 
 def save_replay(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: Path, summary: dict) -> dict:
     """Save every transition of training as `config.save_replay` (see the module doc)."""
-    path = check_scenario(config.save_replay, algorithm.task.body, config.overwrite, "--save_replay")
+    path = check_scenario(config.save_replay, algorithm.task.body, algorithm.task.version, config.overwrite,
+                          "--save_replay")
     arrays = algorithm.replay_arrays()
     ends = arrays["terminals"] | arrays["timeouts"]
     metadata = {"scenario": config.save_replay, "task_name": algorithm.task.name, "seed": config.seed,
@@ -151,7 +160,7 @@ def save_replay(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: Path
                 f"{config.seed}: {summary['steps']} iterations x {config.n_envs} simulators x {config.rollout_len} "
                 f"steps; run folder {run_dir}",
                 "final_normalized_score": summary["final_normalized_score"],
-                "mujoco_version": version("mujoco"), "gymnasium_version": version("gymnasium")}
+                **recording_metadata(algorithm.task.environment)}
     save_hdf5(path, arrays, metadata, overwrite=config.overwrite)
     print(f"wrote the {len(arrays['rewards'])} transitions ({int(ends.sum())} episodes) of training as "
           f"{config.save_replay} to {path}")
@@ -168,9 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
     task = get_task(config.task_name)
     if config.collect_size and (config.collect_scenario is not None or task.body != "reacher"):
         check_scenario(config.collect_scenario or default_scenario(task.body, None), task.body,
-                       config.overwrite)  # fail before training, not after
+                       BODIES[task.body].own_version, config.overwrite)  # fail before training, not after
     if config.save_replay is not None:
-        check_scenario(config.save_replay, task.body, config.overwrite, "--save_replay")
+        check_scenario(config.save_replay, task.body, task.version, config.overwrite, "--save_replay")
         if config.save_replay == (config.collect_scenario or default_scenario(task.body, None)) and config.collect_size:
             raise ConfigError(f"--save_replay and the collected dataset would both be {config.save_replay}; "
                               "choose another --save_replay or --collect_scenario")

@@ -1,6 +1,6 @@
 """Train the ensemble world model of a task's dataset (or reuse the one already trained), as a run.
 
-    python offline_marl/train_worldmodel.py --task_name reacher-expert-mix-v0_2x1first_0
+    python offline_marl/train_worldmodel.py --task_name reacher-expert-mix-gen_2x1first_0
     python -m offline_marl.train_worldmodel --task_name ... --push_to_hub me/reacher-wm
     python -m offline_marl.train_worldmodel --help
 

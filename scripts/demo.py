@@ -1,9 +1,9 @@
 """`make demo`: the main job end to end on the embedded default, with no download.
 
-1. generate the two-convention reacher data `reacher-expert-mix-v0` with the scripted experts
+1. generate the two-convention reacher data `reacher-expert-mix-gen` with the scripted experts
    (half clockwise-elbow episodes, half counter-clockwise);
 2. train the world-model ensemble on it (`offline_marl/train_worldmodel.py`);
-3. train MOMA-PPO on `reacher-expert-mix-v0_2x1first_0` inside that model (the leader sees the
+3. train MOMA-PPO on `reacher-expert-mix-gen_2x1first_0` inside that model (the leader sees the
    target, the follower does not: the team must agree on one convention without ever acting in the
    real system), evaluating in the real simulator;
 4. write a learning-curve plot, a plot of the dataset's episodes per convention, a video of the
@@ -37,8 +37,8 @@ from offline_marl.conventions import analyse_run  # noqa: E402
 from offline_marl.train_worldmodel import train_world_model  # noqa: E402
 from offline_marl.world_model_training import WorldModelConfig  # noqa: E402
 
-TASK = "reacher-expert-mix-v0_2x1first_0"
-SCENARIO = "reacher-expert-mix-v0"
+TASK = "reacher-expert-mix-gen_2x1first_0"
+SCENARIO = "reacher-expert-mix-gen"
 # A smaller ensemble than the paper's 7 x 4x200 and a capped epoch count: the reacher dynamics are
 # smooth, and this keeps the demo within its 15-minute budget on 2 CPU cores (see README, "Demo").
 WORLD_MODEL_FLAGS = {"hidden_sizes": (200, 200, 200), "max_epochs": 15}

@@ -10,7 +10,7 @@ from dzsc.tasks import get_task
 
 # Geoms each agent drives, by hand from the models (every other geom keeps its colour).
 AGENT_GEOMS = {
-    "reacher-expert-mix-v0_2x1_0": [["link0"], ["link1", "fingertip"]],
+    "reacher-expert-mix-gen_2x1_0": [["link0"], ["link1", "fingertip"]],
     "ant-random-gen_4x2_0": [["left_leg_geom", "left_ankle_geom"], ["right_leg_geom", "right_ankle_geom"],
                              ["back_leg_geom", "third_ankle_geom"], ["rightback_leg_geom", "fourth_ankle_geom"]],
     "hopper-random-gen_3x1_0": [["thigh_geom"], ["leg_geom"], ["foot_geom"]],
@@ -25,7 +25,7 @@ def owners(task_name):
 
 
 def test_each_body_belongs_to_the_agent_driving_its_nearest_joint():
-    model, owner = owners("reacher-expert-mix-v0_2x1_0")
+    model, owner = owners("reacher-expert-mix-gen_2x1_0")
     assert {model.body(b).name: int(owner[b]) for b in range(model.nbody)} == {
         "world": -1, "body0": 0, "body1": 1, "fingertip": 1, "target": -1}
     model, owner = owners("halfcheetah-random-gen_6x1_0")
@@ -70,7 +70,7 @@ def colour_pixels(frame, rgb):
     return int(((cosine > 0.995) & (norms > 0.25 * np.linalg.norm(colour))).sum())
 
 
-@pytest.mark.parametrize("task_name", ["reacher-expert-mix-v0_2x1_0", "ant-random-gen_4x2_0",
+@pytest.mark.parametrize("task_name", ["reacher-expert-mix-gen_2x1_0", "ant-random-gen_4x2_0",
                                        "halfcheetah-random-gen_2x3_0"])
 def test_the_frame_shows_every_agent_in_its_colour(task_name):
     env = MultiAgentEnv(task_name, render_mode="rgb_array", width=128, height=128)
@@ -83,7 +83,7 @@ def test_the_frame_shows_every_agent_in_its_colour(task_name):
         assert max(counts[env.n_agents :]) < 20, counts
 
 
-@pytest.mark.parametrize("task_name", ["reacher-expert-mix-v0_2x1_0", "ant-random-gen_4x2_0",
+@pytest.mark.parametrize("task_name", ["reacher-expert-mix-gen_2x1_0", "ant-random-gen_4x2_0",
                                        "hopper-random-gen_3x1_0"])
 def test_rendering_leaves_observations_and_rewards_exactly_the_same(task_name):
     runs = []

@@ -7,7 +7,7 @@ from dzsc.errors import ShapeError
 from dzsc.tasks import get_task, task_names
 
 BODY_TASKS = {
-    "reacher": "reacher-expert-mix-v0_2x1first_0",
+    "reacher": "reacher-expert-mix-gen_2x1first_0",
     "halfcheetah": "halfcheetah-random-gen_2x3_0",
     "hopper": "hopper-random-gen_3x1_0",
     "walker2d": "walker2d-random-gen_2x3_0",

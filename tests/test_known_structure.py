@@ -9,7 +9,7 @@ from dzsc.tasks import get_task
 
 def reacher_transitions(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """n real Reacher-v5 transitions with random actions: obs, action, next_obs, reward (float64)."""
-    env = MultiAgentEnv(get_task("reacher-expert-mix-v0_2x1_0"))
+    env = MultiAgentEnv(get_task("reacher-expert-mix-gen_2x1_0"))
     rng = np.random.default_rng(seed)
     obs, actions, next_obs, rewards = [], [], [], []
     global_obs = env.reset(seed=seed)[1]["global_obs"]
@@ -22,7 +22,7 @@ def reacher_transitions(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def test_reacher_structure_rebuilds_the_observation_and_pays_the_simulators_reward():
-    structure = known_structure(get_task("reacher-expert-mix-v0_2x1first_0"))
+    structure = known_structure(get_task("reacher-expert-mix-gen_2x1first_0"))
     assert isinstance(structure, ReacherStructure)
     obs, actions, next_obs, rewards = reacher_transitions(40, seed=3)
     torch.testing.assert_close(structure.reward(obs, actions, next_obs), rewards, atol=1e-9, rtol=0)

@@ -32,16 +32,14 @@ def test_registry_lists_every_combination_of_the_spec():
         assert {parse_task_name(n)["obsk"] for n in names} == EXPECTED_OBSK[body]
         assert len(names) == len(confs) * len(EXPECTED_OBSK[body]) * len(BODIES[body].datasets) * len(BODIES[body].versions)
     assert set(task_names()) == set(ALL) | {n + "_DEV" for n in ALL}
-    for name in ("reacher-expert-mix-v0_2x1first_0", "ant-full-replay-v2_t4x2_0", "halfcheetah-medium-v2_2x3_0t_DEV",
+    for name in ("reacher-expert-mix-gen_2x1first_0", "ant-full-replay-v2_t4x2_0", "halfcheetah-medium-v2_2x3_0t_DEV",
                  "walker2d-medium-v2_2x3_0", "hopper-medium-v2_3x1_full", "hopper-random-gen_3x1_0t"):
         assert name in set(task_names())
 
 
-def _observed_after_perturbing(body, qpos_address):
+def _observed_after_perturbing(spec, qpos_address):
     """Observation indices that change when one joint position moves (through the env's own _get_obs)."""
-    import gymnasium as gym
-
-    env = gym.make(body.env_id, **body.env_kwargs).unwrapped
+    env = spec.make()
     env.reset(seed=0)
     qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
     base = env._get_obs().copy()
@@ -52,14 +50,15 @@ def _observed_after_perturbing(body, qpos_address):
     return changed
 
 
-@pytest.mark.parametrize("body_name", MUJOCO)
-def test_every_partition_owns_each_actuator_once_and_observes_the_joints_it_drives(body_name):
+@pytest.mark.parametrize("body_name, version", [(b, v) for b in MUJOCO for v in BODIES[b].versions])
+def test_every_partition_owns_each_actuator_once_and_observes_the_joints_it_drives(body_name, version):
     body = BODIES[body_name]
-    model = body.make_model()
+    model = body.make_model(version)
     observed_by_actuator = {
-        a: _observed_after_perturbing(body, model.jnt_qposadr[model.actuator_trnid[a, 0]]) for a in range(model.nu)
+        a: _observed_after_perturbing(body.environments[version], model.jnt_qposadr[model.actuator_trnid[a, 0]])
+        for a in range(model.nu)
     }
-    for name in [n for n in ALL if n.startswith(body_name + "-")]:
+    for name in [n for n in ALL if n.startswith(body_name + "-") and parse_task_name(n)["version"] == version]:
         task = get_task(name)
         owners = [a for agent in task.agents for a in agent.action_indices]
         assert sorted(owners) == list(range(model.nu)), f"{name}: each actuator must have exactly one owner"
@@ -78,9 +77,9 @@ def test_ant_actuator_order_is_read_from_the_model():
 
 
 def test_observability_of_the_reacher_and_ant_configurations():
-    first = get_task("reacher-expert-mix-v0_2x1first_0")
+    first = get_task("reacher-expert-mix-gen_2x1first_0")
     assert {4, 5} <= set(first.agents[0].obs_indices) and not {4, 5, 8, 9} & set(first.agents[1].obs_indices)
-    notip = get_task("reacher-expert-mix-v0_2x1notip_0")
+    notip = get_task("reacher-expert-mix-gen_2x1notip_0")
     assert all(not {8, 9} & set(agent.obs_indices) for agent in notip.agents)
     t4x2 = get_task("ant-full-replay-v2_t4x2_0")
     assert set(range(5)) | set(range(13, 19)) <= set(t4x2.agents[0].obs_indices)
@@ -97,7 +96,7 @@ def test_observability_of_the_reacher_and_ant_configurations():
         ("ant-expert-v3_4x2_0", "unknown ant dataset version 'v3'"),
         ("ant-expert-v2_t5x2_0", "did you mean 't4x2'"),
         ("hopper-expert-v2_3x1_0txyv", "unknown hopper obsk '0txyv'"),
-        ("reacher-expert-mix-v0", "malformed task name"),
+        ("reacher-expert-mix-gen", "malformed task name"),
     ],
 )
 def test_bad_task_names_name_the_bad_piece_and_the_choices(name, piece):
@@ -122,7 +121,7 @@ def test_command_line_list_and_describe():
 def test_describe_is_consistent_with_the_model_for_every_task():
     for name in [n for n in ALL if parse_task_name(n)["body"] in MUJOCO]:
         task = get_task(name)
-        model = BODIES[task.body].make_model()
+        model = BODIES[task.body].make_model(task.version)
         assert task.action_dim == model.nu
         assert task.obs_dim == {"reacher": 10, "halfcheetah": 17, "hopper": 11, "walker2d": 17, "ant": 27}[task.body]
         assert json.loads(json.dumps(task.describe()))["n_agents"] == task.n_agents

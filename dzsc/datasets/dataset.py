@@ -11,14 +11,17 @@ terminals and timeouts (and the end of the array).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dzsc.datasets.sources import load_transitions
 from dzsc.datasets.transitions import TRANSITION_KEYS, validate_transitions
-from dzsc.errors import ShapeError
+from dzsc.errors import EnvironmentMismatchError, ShapeError
+from dzsc.partitions import BODIES
 from dzsc.scores import normalized_score
+from dzsc.partitions.layout import EnvSpec
 from dzsc.tasks import DEV_SIZE, Task, get_task
 
 
@@ -185,10 +188,55 @@ class OfflineDataset:
         return history_views(self.observations, self.actions, self.episode_start_of, indices, length, of_next)
 
 
+def recorded_environment(metadata: dict) -> dict | None:
+    """The environment a dataset file says it was recorded in (`EnvSpec.record()`), or None where it says nothing.
+
+    The project's files record it (`environment`), Minari's in their `env_spec` (Gymnasium's JSON). The
+    project's files from before they did (those with a `generator` but no `environment`) were all recorded in
+    the project's own version of their body, Gymnasium v5."""
+    if isinstance(metadata.get("environment"), dict):
+        return metadata["environment"]
+    if isinstance(metadata.get("env_spec"), str):
+        try:
+            spec = json.loads(metadata["env_spec"])
+        except json.JSONDecodeError:
+            spec = None
+        if isinstance(spec, dict) and isinstance(spec.get("id"), str):
+            return {"env_id": spec["id"], "kwargs": dict(spec.get("kwargs") or {})}
+    scenario = metadata.get("scenario")
+    body = BODIES.get(str(scenario).split("-")[0]) if "generator" in metadata and scenario else None
+    return body.environments[body.own_version].record() if body is not None else None
+
+
+def same_environment(recorded: dict, spec: EnvSpec) -> bool:
+    """The same environment id, and no argument that both set to different values."""
+    kwargs = recorded.get("kwargs") or {}
+    return recorded.get("env_id") == spec.env_id and all(
+        kwargs[key] == value for key, value in spec.kwargs.items() if key in kwargs)
+
+
+def check_recorded_environment(task: Task, info: dict) -> None:
+    """Refuse a file recorded in another environment than the task steps (`same_environment`): its rewards (and,
+    for some bodies, its dynamics) are not the ones the task evaluates with."""
+    recorded = recorded_environment(info)
+    if recorded is None or same_environment(recorded, task.environment):
+        return
+    own = [f"{task.body}-{task.dataset}-{version}" for version, spec in BODIES[task.body].environments.items()
+           if same_environment(recorded, spec)]
+    raise EnvironmentMismatchError(
+        f"{info.get('path', task.scenario)} was recorded in {recorded.get('env_id')} {recorded.get('kwargs')}, but "
+        f"task {task.name} steps {task.env_id} {task.environment.kwargs}: rewards and scores would not mean what "
+        "they meant when it was recorded. Fix: " + (f"use the scenario of that environment, {own[0]} (rename the file "
+                                                    f"to {own[0]}.hdf5 if it is a generated file), or " if own else "")
+        + "give the task its own data (python -m dzsc.datasets.generate --scenario ... or --dataset_path)")
+
+
 def load_dataset(task: Task | str, path: str | None = None, data_dir: str | None = None,
                  allow_download: bool = True) -> OfflineDataset:
-    """Load a task's dataset from the first source that has it (see `dzsc.datasets.sources`)."""
+    """Load a task's dataset from the first source that has it (see `dzsc.datasets.sources`), checked to be
+    recorded in the task's environment where the file says which (`check_recorded_environment`)."""
     task = get_task(task) if isinstance(task, str) else task
     arrays, info = load_transitions(task.scenario, task.obs_dim, task.action_dim, path=path,
                                     data_dir=data_dir, allow_download=allow_download)
+    check_recorded_environment(task, info)
     return OfflineDataset.from_arrays(task, arrays, info)

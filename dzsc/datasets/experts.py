@@ -148,7 +148,7 @@ def evaluate_expert(
     expert: ScriptedReacherExpert,
     n_episodes: int = 100,
     seed: int = 0,
-    task: str = "reacher-expert-mix-v0_2x1_0",
+    task: str = "reacher-expert-mix-gen_2x1_0",
     n_envs: int = 50,
 ) -> dict[str, float]:
     """Run ``expert`` for ``n_episodes`` episodes (reset seeds seed, seed+1, ...) in the real simulator.

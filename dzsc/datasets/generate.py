@@ -1,6 +1,6 @@
 """Generate datasets in the real simulator, on the pinned physics.
 
-    python -m dzsc.datasets.generate --scenario reacher-expert-mix-v0 --size 1000000 --seed 0
+    python -m dzsc.datasets.generate --scenario reacher-expert-mix-gen --size 1000000 --seed 0
 
 Reacher: `expert-C` / `expert-D` come from two scripted experts with opposite elbow conventions
 (`dzsc.datasets.experts`), `expert-mix` is the first half of C followed by the first half of D (as
@@ -30,18 +30,27 @@ from tqdm import tqdm
 from dzsc.datasets.experts import EXPERT_ELBOW_SIGN, ScriptedReacherExpert
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.datasets.sources import GENERATABLE, LEARNED, generated_path
-from dzsc.datasets.transitions import TRANSITION_KEYS, concatenate_episodes
+from dzsc.datasets.transitions import STATE_KEYS, TRANSITION_KEYS, concatenate_episodes
 from dzsc.envs import MultiAgentEnv
 from dzsc.errors import UnknownTaskError, closest
 from dzsc.games import HORIZON as COORDINATION_HORIZON
 from dzsc.partitions import BODIES
+from dzsc.partitions.layout import EnvSpec
 
 Policy = Callable[[np.ndarray], np.ndarray]  # global observations [n_envs, obs_dim] -> actions [n_envs, action_dim]
 
 def make_env(body: str) -> MultiAgentEnv:
-    """A simulator of the body; any split will do, generation works on global arrays only."""
+    """A simulator of the body in the project's own version (`Body.own_version`); any split will do, generation
+    works on global arrays only."""
     spec = BODIES[body]
-    return MultiAgentEnv(f"{body}-random-{spec.versions[-1]}_{next(iter(spec.agent_confs))}_0")
+    return MultiAgentEnv(f"{body}-random-{spec.own_version}_{next(iter(spec.agent_confs))}_0")
+
+
+def recording_metadata(environment: EnvSpec) -> dict:
+    """What every file the project records states about how: the environment (`EnvSpec.record()`, checked against
+    the task's on load) and the versions of the simulator and of this package."""
+    return {"environment": environment.record(), "package_version": version("offline-marl"),
+            "mujoco_version": version("mujoco"), "gymnasium_version": version("gymnasium")}
 
 
 def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
@@ -50,19 +59,24 @@ def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
 
     The e-th episode started is reset with the e-th draw of `default_rng([seed, 1])`. If `size`
     cuts the last episode, its last transition is marked as a timeout, so the cut is an episode boundary.
+    MuJoCo bodies also record the simulator state of each observation (`qpos`, `qvel`, float64).
     """
     envs = [make_env(body) for _ in range(n_envs)]
     reset_seeds = np.random.default_rng([seed, 1])
     observations = np.stack([env.reset(seed=int(reset_seeds.integers(2**31)))[1]["global_obs"] for env in envs])
-    running = [{key: [] for key in TRANSITION_KEYS} for _ in envs]
+    keys = TRANSITION_KEYS + (tuple(STATE_KEYS) if envs[0].mujoco else ())
+    running = [{key: [] for key in keys} for _ in envs]
     finished, n_finished = [], 0
     bar = tqdm(total=size, desc=f"collect {body}", unit="step", disable=not progress, mininterval=1.0)
     while n_finished < size:
         actions = np.asarray(policy(observations), dtype=np.float64)
         for k, env in enumerate(envs):
             action = np.clip(actions[k], env.action_low, env.action_high)
-            next_obs, reward, terminated, truncated, _ = env.step_global(action)
             episode = running[k]
+            if env.mujoco:  # the state the observation was made in, before the step
+                episode["qpos"].append(env.data.qpos.copy())
+                episode["qvel"].append(env.data.qvel.copy())
+            next_obs, reward, terminated, truncated, _ = env.step_global(action)
             for key, value in zip(TRANSITION_KEYS, (observations[k].copy(), action, reward, terminated, truncated, next_obs)):
                 episode[key].append(value)
             observations[k] = next_obs
@@ -70,7 +84,7 @@ def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
                 finished.append(episode)
                 bar.update(max(0, min(len(episode["rewards"]), size - n_finished)))
                 n_finished += len(episode["rewards"])
-                running[k] = {key: [] for key in TRANSITION_KEYS}
+                running[k] = {key: [] for key in keys}
                 observations[k] = env.reset(seed=int(reset_seeds.integers(2**31)))[1]["global_obs"]
     bar.close()
     arrays = {key: value[:size] for key, value in concatenate_episodes(finished).items()}
@@ -126,15 +140,15 @@ def _reacher_expert(convention: str) -> Policy:
 
 def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bool = True) -> tuple[dict, dict]:
     """(arrays, metadata) for a generatable scenario."""
-    if scenario in ("reacher-expert-C-v0", "reacher-expert-D-v0"):
+    if scenario in ("reacher-expert-C-gen", "reacher-expert-D-gen"):
         convention = scenario.split("-")[2]
         arrays = collect("reacher", _reacher_expert(convention), size, seed, n_envs, progress)
         generator = f"scripted IK+PD reacher expert {convention} (elbow sign {EXPERT_ELBOW_SIGN[convention]:+d})"
-    elif scenario == "reacher-expert-mix-v0":
+    elif scenario == "reacher-expert-mix-gen":
         halves = [collect("reacher", _reacher_expert(c), size // 2 + (size % 2) * (c == "C"), seed, n_envs, progress)
                   for c in ("C", "D")]
-        arrays = {key: np.concatenate([half[key] for half in halves]) for key in TRANSITION_KEYS}
-        generator = "first half of reacher-expert-C-v0 + first half of reacher-expert-D-v0 (same seed)"
+        arrays = {key: np.concatenate([half[key] for half in halves]) for key in halves[0]}
+        generator = "first half of reacher-expert-C-gen + first half of reacher-expert-D-gen (same seed)"
     elif scenario in ("coordination-expert-0-v0", "coordination-expert-1-v0"):
         choice = int(scenario.split("-")[2])
         arrays = collect("coordination", convention_policy(choice, seed), size, seed, n_envs, progress)
@@ -156,11 +170,8 @@ def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bo
             f"cannot generate scenario {scenario!r}{closest(scenario, GENERATABLE)}; generatable: {', '.join(GENERATABLE)}. "
             f"Learned data ({', '.join(LEARNED)}) comes from an online expert (offline_marl/train_rl.py)."
         )
-    metadata = {
-        "scenario": scenario, "generator": generator, "seed": seed, "size": size, "n_envs": n_envs,
-        "package_version": version("offline-marl"), "mujoco_version": version("mujoco"),
-        "gymnasium_version": version("gymnasium"),
-    }
+    metadata = {"scenario": scenario, "generator": generator, "seed": seed, "size": size, "n_envs": n_envs,
+                **recording_metadata(make_env(scenario.split("-")[0]).task.environment)}
     return arrays, metadata
 
 

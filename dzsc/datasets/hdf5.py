@@ -1,4 +1,5 @@
-"""The project's dataset file: D4RL-compatible HDF5 (the 6 transition keys) with metadata as root attributes.
+"""The project's dataset file: D4RL-compatible HDF5 (the 6 transition keys, and for MuJoCo bodies the simulator
+state of each observation as D4RL's `infos/qpos` / `infos/qvel`) with metadata as root attributes.
 
 Datasets are stored uncompressed: on 1e6 x 27 float32 observations, lzf and gzip saved only 10-20% of
 the space on simulator data but made loading 10-20 times slower (measured with h5py 3.16).
@@ -15,10 +16,13 @@ import h5py
 import numpy as np
 
 from dzsc.datasets.transitions import (
+    STATE_KEYS,
     TRANSITION_KEYS,
     check_dropped_columns,
     kept_observation_width,
     next_observations_from_trajectories,
+    rows_with_known_successor,
+    validate_states,
     validate_transitions,
 )
 from dzsc.errors import CorruptDatasetError, DatasetNotFoundError, OutputExistsError
@@ -76,12 +80,14 @@ def _decode_metadata(attrs) -> dict:
 def save_hdf5(path: str | os.PathLike, arrays: dict, metadata: dict | None = None, overwrite: bool = False) -> Path:
     """Validate and write transitions + metadata atomically (temporary file in the same folder, fsync, rename).
 
-    `created` (UTC ISO time) and `package_version` are added to the metadata unless given.
+    `created` (UTC ISO time) and `package_version` are added to the metadata unless given. Simulator states
+    (`qpos`, `qvel`, float64) are written as `infos/qpos`, `infos/qvel` where `arrays` has them.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass overwrite=True (--overwrite on the command line) to replace it, or delete it first")
     data = validate_transitions(arrays, None, None, source=f"arrays to save to {path}")
+    states = validate_states(arrays, len(data["rewards"]), source=f"arrays to save to {path}")
     metadata = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "package_version": _package_version(),
@@ -95,6 +101,8 @@ def save_hdf5(path: str | os.PathLike, arrays: dict, metadata: dict | None = Non
         with h5py.File(tmp, "w") as f:
             for key in TRANSITION_KEYS:
                 f.create_dataset(key, data=data[key])
+            for key, array in states.items():
+                f.create_dataset(STATE_KEYS[key], data=array)
             f.attrs.update(attrs)
 
     return write_atomically(path, write)
@@ -154,3 +162,23 @@ def load_hdf5(path: str | os.PathLike, obs_dim: int, action_dim: int) -> tuple[d
     before = before[(before >= 0) & keep[np.maximum(before, 0)] & ~data["terminals"][np.maximum(before, 0)]]
     data["timeouts"][before] = True
     return {key: np.ascontiguousarray(array[keep]) for key, array in data.items()}, metadata
+
+
+def load_simulator_states(path: str | os.PathLike) -> dict | None:
+    """The file's simulator states (`qpos`, `qvel`, float64), one row per transition `load_hdf5` returns, or None
+    where the file stores none."""
+    source = str(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if not all(isinstance(f.get(name), h5py.Dataset) for name in STATE_KEYS.values()):
+                return None
+            states = {key: f[name][()] for key, name in STATE_KEYS.items()}
+            if not isinstance(f.get("next_observations"), h5py.Dataset):  # the rows load_hdf5 keeps
+                keep = rows_with_known_successor(f["terminals"][()].reshape(-1), f["timeouts"][()].reshape(-1))
+                states = {key: array[keep] if len(array) == len(keep) else array for key, array in states.items()}
+            n_rows = len(f["rewards"]) if isinstance(f.get("next_observations"), h5py.Dataset) else int(keep.sum())
+    except (OSError, KeyError, RuntimeError) as err:
+        raise CorruptDatasetError(f"{path}: cannot read the simulator states of this HDF5 file ({err}). Fix: delete "
+                                  "it, then download it again or regenerate it (python -m dzsc.datasets.generate).",
+                                  ) from err
+    return validate_states(states, n_rows, source)

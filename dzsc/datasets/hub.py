@@ -1,8 +1,8 @@
 """Hugging Face Hub transport: fetching the original authors' reacher pickles (their format is
 `dzsc.datasets.reacher_pickle`), thin upload/download wrappers, and sharing generated datasets:
 
-    python -m dzsc.datasets.hub push reacher-expert-mix-v0 USER/REPO    # the generated file -> a dataset repo
-    python -m dzsc.datasets.hub pull USER/REPO reacher-expert-mix-v0    # -> where the loaders look
+    python -m dzsc.datasets.hub push reacher-expert-mix-gen USER/REPO    # the generated file -> a dataset repo
+    python -m dzsc.datasets.hub pull USER/REPO reacher-expert-mix-gen    # -> where the loaders look
 
 A generated dataset travels as its HDF5 file `{scenario}.hdf5` (metadata included) in a Hub dataset
 repo; `pull` checks it loads before putting it where `load_dataset` finds it (never over a file

@@ -12,7 +12,7 @@ from dzsc.datasets.transitions import validate_transitions
 from dzsc.errors import DatasetNotFoundError, DownloadError
 
 # Scenarios `python -m dzsc.datasets.generate` makes (dzsc.datasets.generate implements each).
-GENERATABLE = ("reacher-expert-C-v0", "reacher-expert-D-v0", "reacher-expert-mix-v0", "reacher-random-v0") + tuple(
+GENERATABLE = ("reacher-expert-C-gen", "reacher-expert-D-gen", "reacher-expert-mix-gen", "reacher-random-gen") + tuple(
     f"{body}-random-gen" for body in D4RL_BODIES
 ) + ("coordination-expert-0-v0", "coordination-expert-1-v0", "coordination-expert-mix-v0", "coordination-random-v0")
 GENERATE_SIZE = 1_000_000
@@ -61,6 +61,8 @@ def _load_explicit(path: str, obs_dim: int, action_dim: int) -> tuple[dict, dict
 def _how_to_get(scenario: str, own: Path) -> list[str]:
     """Ways to obtain `scenario`, for the not-found message."""
     ways = []
+    body, _, rest = scenario.partition("-")
+    own_kind = f"{body}-{rest.rpartition('-')[0]}-gen"  # the project's own data of the same kind
     if scenario in GENERATABLE:
         ways.append(
             f"generate it: python -m dzsc.datasets.generate --scenario {scenario} --size {GENERATE_SIZE} "
@@ -68,6 +70,9 @@ def _how_to_get(scenario: str, own: Path) -> list[str]:
         )
     elif scenario in LEARNED:
         ways.append(f"train an online expert that records it: {LEARNED[scenario]} (README, 'Ant replay data')")
+    elif own_kind in GENERATABLE:
+        ways.append(f"or use the project's own data of this kind instead, scenario {own_kind} (Gymnasium v5): "
+                    f"python -m dzsc.datasets.generate --scenario {own_kind} --size {GENERATE_SIZE}")
     else:
         ways.append(
             f"generation exists only for {', '.join(GENERATABLE)} "
@@ -78,7 +83,7 @@ def _how_to_get(scenario: str, own: Path) -> list[str]:
             f"download {D4RL_URLS[scenario]} on a machine with internet and put it at {d4rl_cached_path(scenario)} "
             "(or set D4RL_DATASET_DIR to its folder)"
         )
-    elif scenario not in REACHER_PICKLES:
+    elif body in D4RL_BODIES:
         ways.append(
             f"D4RL v2 scenarios are {{body}}-{{dataset}}-v2 with body in {list(D4RL_BODIES)} and dataset in "
             f"{list(D4RL_DATASETS)}"

@@ -6,6 +6,9 @@ import numpy as np
 from dzsc.errors import CorruptDatasetError
 
 TRANSITION_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations")
+# The simulator state each observation was made in (MuJoCo bodies), kept in float64 so that it restores exactly:
+# in-memory key -> the key D4RL's files use.
+STATE_KEYS = {"qpos": "infos/qpos", "qvel": "infos/qvel"}
 FLOAT_KEYS = ("observations", "actions", "rewards", "next_observations")
 BOOL_KEYS = ("terminals", "timeouts")
 
@@ -24,10 +27,32 @@ _FIX = (
 
 
 def concatenate_episodes(episodes: list[dict]) -> dict[str, np.ndarray]:
-    """Episodes as dicts of per-step lists (the 6 transition keys) -> one set of contiguous arrays
-    (float32, and bool terminals / timeouts), in the episodes' order."""
-    return {key: np.concatenate([np.asarray(episode[key]) for episode in episodes]).astype(
-        bool if key in BOOL_KEYS else np.float32) for key in TRANSITION_KEYS}
+    """Episodes as dicts of per-step lists (the 6 transition keys, and the simulator states where recorded) -> one
+    set of contiguous arrays (float32, bool terminals / timeouts, float64 states), in the episodes' order."""
+    keys = TRANSITION_KEYS + tuple(key for key in STATE_KEYS if key in episodes[0])
+    dtypes = {**{key: np.float32 for key in TRANSITION_KEYS}, **{key: bool for key in BOOL_KEYS},
+              **{key: np.float64 for key in STATE_KEYS}}
+    return {key: np.concatenate([np.asarray(episode[key]) for episode in episodes]).astype(dtypes[key])
+            for key in keys}
+
+
+def validate_states(arrays: dict, n_rows: int, source: str) -> dict:
+    """The simulator states of `arrays` (both of `STATE_KEYS` or neither) as float64 [n_rows, width], finite."""
+    present = [key for key in STATE_KEYS if key in arrays]
+    if not present:
+        return {}
+    if len(present) != len(STATE_KEYS):
+        raise _corrupt(source, f"simulator states need both {list(STATE_KEYS.values())}, found only {present}")
+    out = {}
+    for key in STATE_KEYS:
+        array = np.asarray(arrays[key])
+        if array.dtype.kind not in "fiu" or array.ndim != 2 or len(array) != n_rows:
+            raise _corrupt(source, f"{STATE_KEYS[key]} has shape {array.shape} and dtype {array.dtype}, expected "
+                                   f"numbers of shape ({n_rows}, width), one row per transition")
+        if not np.isfinite(array).all():
+            raise _corrupt(source, f"{STATE_KEYS[key]} holds NaN/inf values; expected finite simulator states")
+        out[key] = np.ascontiguousarray(array, dtype=np.float64)
+    return out
 
 
 # Layouts whose dropped columns hold nothing: the loader checks they are zero (another file of that width is not
@@ -139,6 +164,11 @@ def next_observations_from_trajectories(
     next_obs = np.empty_like(observations)
     next_obs[:-1] = observations[1:]
     next_obs[-1:] = observations[-1:]
-    keep = ~timeouts
-    keep[-1:] &= terminals[-1:]
-    return next_obs, keep
+    return next_obs, rows_with_known_successor(terminals, timeouts)
+
+
+def rows_with_known_successor(terminals: np.ndarray, timeouts: np.ndarray) -> np.ndarray:
+    """Rows of a file without next observations that are kept (see `next_observations_from_trajectories`)."""
+    keep = ~np.asarray(timeouts, dtype=bool)
+    keep[-1:] &= np.asarray(terminals, dtype=bool)[-1:]
+    return keep

@@ -1,7 +1,7 @@
 """Ant split by legs. The model's actuator order is hip_4, ankle_4, hip_1, ... (not the
 observation order); indices come from the model, so an agent always drives the leg it observes."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS, AgentLayout, MujocoBody, locomotion_environments, locomotion_obsk, locomotion_parts,
     tracking_camera,
 )
 
@@ -10,11 +10,10 @@ TORSO = ("torso_pose", "torso_vel_x", "torso_vel_y", "torso_vel_z")
 
 BODY = MujocoBody(
     name="ant",
-    env_id="Ant-v5",
-    env_kwargs={"include_cfrc_ext_in_observation": False},
+    environments=locomotion_environments("Ant", published={"use_contact_forces": False},
+                                         own={"include_cfrc_ext_in_observation": False}),
     max_episode_steps=1000,
     datasets=LOCOMOTION_DATASETS,
-    versions=LOCOMOTION_VERSIONS,
     agent_confs={
         "1x8": (AgentLayout(LEG[1] + LEG[2] + LEG[3] + LEG[4]),),  # single-agent reference
         "4x2": tuple(AgentLayout(LEG[k]) for k in (1, 2, 3, 4)),

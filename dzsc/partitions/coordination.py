@@ -10,7 +10,7 @@ action 1), `expert-mix` (alternate episodes of both: each convention alone is op
 is what makes independent offline learners disagree), `random` (uniform actions).
 """
 from dzsc.games import COORDINATION_ENV_ID, HORIZON, OBS_CHOICE, OBS_TIME
-from dzsc.partitions.layout import AgentLayout, GameBody, Part
+from dzsc.partitions.layout import AgentLayout, EnvSpec, GameBody, Part
 
 PARTS = {
     "choice0": Part("choice0", (OBS_CHOICE[0],), (0,)),
@@ -20,11 +20,9 @@ PARTS = {
 
 BODY = GameBody(
     name="coordination",
-    env_id=COORDINATION_ENV_ID,
-    env_kwargs={},
+    environments={"v0": EnvSpec(COORDINATION_ENV_ID)},  # the project's own game: no published data
     max_episode_steps=HORIZON,
     datasets=("expert-0", "expert-1", "expert-mix", "random"),
-    versions=("v0",),
     agent_confs={
         "1x2": (AgentLayout(("choice0", "choice1"), ("time",)),),  # single-agent reference
         "2x1": (AgentLayout(("choice0",), ("choice1", "time")), AgentLayout(("choice1",), ("choice0", "time"))),

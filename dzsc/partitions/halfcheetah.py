@@ -1,6 +1,6 @@
 """HalfCheetah split into legs (2x3) or single joints (6x1)."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS, AgentLayout, MujocoBody, locomotion_environments, locomotion_obsk, locomotion_parts,
     tracking_camera,
 )
 
@@ -8,11 +8,9 @@ BACK, FRONT = ("bthigh", "bshin", "bfoot"), ("fthigh", "fshin", "ffoot")
 
 BODY = MujocoBody(
     name="halfcheetah",
-    env_id="HalfCheetah-v5",
-    env_kwargs={},
+    environments=locomotion_environments("HalfCheetah"),
     max_episode_steps=1000,
     datasets=LOCOMOTION_DATASETS,
-    versions=LOCOMOTION_VERSIONS,
     agent_confs={
         "1x6": (AgentLayout(BACK + FRONT),),  # single-agent reference
         "2x3": (AgentLayout(BACK), AgentLayout(FRONT)),

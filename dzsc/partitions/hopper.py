@@ -1,6 +1,6 @@
 """Hopper split into thigh, leg and foot (3x1)."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS, AgentLayout, MujocoBody, locomotion_environments, locomotion_obsk, locomotion_parts,
     tracking_camera,
 )
 
@@ -8,11 +8,9 @@ JOINTS = ("thigh_joint", "leg_joint", "foot_joint")
 
 BODY = MujocoBody(
     name="hopper",
-    env_id="Hopper-v5",
-    env_kwargs={},
+    environments=locomotion_environments("Hopper"),
     max_episode_steps=1000,
     datasets=LOCOMOTION_DATASETS,
-    versions=LOCOMOTION_VERSIONS,
     agent_confs={
         "1x3": (AgentLayout(JOINTS),),  # single-agent reference
         "3x1": tuple(AgentLayout((joint,)) for joint in JOINTS),

@@ -1,13 +1,20 @@
 """What the task registry knows about a body, and the index maps of MuJoCo bodies.
 
-A `Body` declares the environment, the datasets and the agent configurations; it answers three
-questions for `dzsc.tasks.get_task`: its named parts (observation indices, owned actuators), its
-number of actuators, and which actuators a driven element (a MuJoCo joint, a game's choice) owns.
+A `Body` declares its environments (one per dataset version: the one its data was recorded in), the
+datasets and the agent configurations; it answers three questions for `dzsc.tasks.get_task`: its named
+parts (observation indices, owned actuators), its number of actuators, and which actuators a driven
+element (a MuJoCo joint, a game's choice) owns.
+
+Published data is stepped in the environment it was recorded in, so that its rewards and scores mean
+what they meant there: D4RL's `*-v2` files and the MOMA-PPO authors' reacher `*-v0` pickles were
+recorded with gym 0.21's v2/v3 classes, whose reward definitions and models Gymnasium's v4 classes keep
+(the healthy reward paid on the terminal step, Reacher's distance paid before the step, Walker2d's right
+foot friction 0.9, no contact cost for Ant). The project's own data (`*-gen`) is recorded in v5.
 Two kinds exist: `MujocoBody` derives every index from the compiled MuJoCo model, `GameBody` (a
 pure-Python environment of `dzsc.games`) declares its parts from the environment's own layout
 constants.
 
-Locomotion (Gymnasium v5 HalfCheetah, Hopper, Walker2d, Ant) observations are
+Locomotion (Gymnasium v4 and v5 HalfCheetah, Hopper, Walker2d, Ant) observations are
 `concat(qpos[n_excluded:], qvel)` (Ant without contact forces), so a joint whose position sits at
 qpos address `a` and velocity at dof address `d` is observed at `a - n_excluded` and
 `nq - n_excluded + d`. Reacher's observation is `[cos q_arm, sin q_arm, q_target, dq_arm, tip-target]`.
@@ -16,11 +23,32 @@ Actuators map to joints through `model.actuator_trnid`, so the Ant actuator orde
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import gymnasium as gym
 import mujoco
 import numpy as np
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A Gymnasium environment: its registered id and constructor arguments."""
+
+    env_id: str
+    kwargs: dict = field(default_factory=dict)
+
+    def make(self, **extra) -> gym.Env:
+        """The bare environment (`.unwrapped`: no time limit, order or checker wrappers), with `extra` arguments
+        (rendering). Gymnasium's "out of date" warning for the v4 classes is silenced: they are chosen on purpose."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is out of date.*")
+            return gym.make(self.env_id, **self.kwargs, **extra).unwrapped
+
+    def record(self) -> dict:
+        """What a dataset file records of the environment it was made in (`dataset_environment`)."""
+        return {"env_id": self.env_id, "kwargs": dict(self.kwargs)}
 
 
 @dataclass(frozen=True)
@@ -45,56 +73,59 @@ class Body:
     """Everything the task registry needs to know about one body (the fields common to both kinds)."""
 
     name: str
-    env_id: str
-    env_kwargs: dict
+    environments: dict[str, EnvSpec]  # dataset version -> the environment its data was recorded in
     max_episode_steps: int
     datasets: tuple[str, ...]
-    versions: tuple[str, ...]
     agent_confs: dict[str, tuple[AgentLayout, ...]]
     obsk: dict[str, tuple[str, ...]]  # obsk name -> extra parts every agent observes ("*" = all)
 
     simulator: ClassVar[str]  # "mujoco" or "python"
 
-    def named_parts(self) -> dict[str, Part]:
-        """Part name -> observation indices and owned actuators."""
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return tuple(self.environments)
+
+    @property
+    def own_version(self) -> str:
+        """The version of the data the project records itself (the last one declared)."""
+        return self.versions[-1]
+
+    def named_parts(self, version: str) -> dict[str, Part]:
+        """Part name -> observation indices and owned actuators, in the environment of `version`."""
         raise NotImplementedError
 
-    def n_actuators(self) -> int:
+    def n_actuators(self, version: str) -> int:
         """Width of the global action."""
         raise NotImplementedError
 
-    def actuators_of(self, driven: str) -> tuple[int, ...]:
+    def actuators_of(self, driven: str, version: str) -> tuple[int, ...]:
         """Action indices of one element an `AgentLayout` lists in `joints`."""
         raise NotImplementedError
-
-    def render_kwargs(self) -> dict:
-        """Extra keyword arguments of the environment when it renders."""
-        return {}
 
 
 @dataclass(frozen=True)
 class MujocoBody(Body):
-    """A Gymnasium v5 MuJoCo body: indices come from the compiled model; `joints` are MuJoCo joint names."""
+    """A Gymnasium MuJoCo body: indices come from the compiled model of each version's environment; `joints`
+    are MuJoCo joint names."""
 
     parts_from_model: object = field(repr=False)  # callable(model) -> dict[str, Part]
     camera: dict = field(default_factory=dict)  # Gymnasium default_camera_config for render()
 
     simulator: ClassVar[str] = "mujoco"
 
-    def make_model(self) -> mujoco.MjModel:
-        return _model(self.env_id, tuple(sorted(self.env_kwargs.items())))
+    def make_model(self, version: str | None = None) -> mujoco.MjModel:
+        """The compiled model of `version`'s environment (default: the project's own)."""
+        spec = self.environments[version or self.own_version]
+        return _model(spec.env_id, tuple(sorted(spec.kwargs.items())))
 
-    def named_parts(self) -> dict[str, Part]:
-        return self.parts_from_model(self.make_model())
+    def named_parts(self, version: str) -> dict[str, Part]:
+        return self.parts_from_model(self.make_model(version))
 
-    def n_actuators(self) -> int:
-        return int(self.make_model().nu)
+    def n_actuators(self, version: str) -> int:
+        return int(self.make_model(version).nu)
 
-    def actuators_of(self, driven: str) -> tuple[int, ...]:
-        return actuators_of_joint(self.make_model(), driven)
-
-    def render_kwargs(self) -> dict:
-        return {"default_camera_config": self.camera} if self.camera else {}
+    def actuators_of(self, driven: str, version: str) -> tuple[int, ...]:
+        return actuators_of_joint(self.make_model(version), driven)
 
 
 @dataclass(frozen=True)
@@ -106,13 +137,13 @@ class GameBody(Body):
 
     simulator: ClassVar[str] = "python"
 
-    def named_parts(self) -> dict[str, Part]:
+    def named_parts(self, version: str) -> dict[str, Part]:
         return dict(self.parts)
 
-    def n_actuators(self) -> int:
+    def n_actuators(self, version: str) -> int:
         return 1 + max(a for part in self.parts.values() for a in part.action_indices)
 
-    def actuators_of(self, driven: str) -> tuple[int, ...]:
+    def actuators_of(self, driven: str, version: str) -> tuple[int, ...]:
         return self.parts[driven].action_indices
 
 
@@ -121,10 +152,8 @@ _MODELS: dict = {}
 
 def _model(env_id: str, kwargs: tuple) -> mujoco.MjModel:
     if (env_id, kwargs) not in _MODELS:
-        import gymnasium as gym
-
-        env = gym.make(env_id, **dict(kwargs))
-        _MODELS[env_id, kwargs] = env.unwrapped.model
+        env = EnvSpec(env_id, dict(kwargs)).make()
+        _MODELS[env_id, kwargs] = env.model
         env.close()
     return _MODELS[env_id, kwargs]
 
@@ -200,5 +229,9 @@ def locomotion_obsk(free_floating: bool) -> dict[str, tuple[str, ...]]:
 
 
 LOCOMOTION_DATASETS = ("random", "medium", "medium-replay", "medium-expert", "expert", "full-replay")
-# v2: D4RL's files (recorded on MuJoCo 2.x); gen: generated by this project on the pinned physics.
-LOCOMOTION_VERSIONS = ("v2", "gen")
+
+
+def locomotion_environments(name: str, published: dict | None = None, own: dict | None = None) -> dict[str, EnvSpec]:
+    """v2: D4RL's files, recorded with gym's v2/v3 classes on MuJoCo 2.x, stepped in Gymnasium's v4 class
+    (`published` arguments); gen: generated by this project on the pinned physics, in v5 (`own` arguments)."""
+    return {"v2": EnvSpec(f"{name}-v4", published or {}), "gen": EnvSpec(f"{name}-v5", own or {})}

@@ -1,11 +1,12 @@
 """Two-agent Reacher: agent i drives arm joint i.
 
-Reacher-v5 observation: 0-1 cos q, 2-3 sin q, 4-5 target (x, y), 6-7 dq, 8-9 fingertip - target.
+Reacher observation: 0-1 cos q, 2-3 sin q, 4-5 target (x, y), 6-7 dq, 8-9 fingertip - target (Reacher-v4 adds
+an always-zero tip-target z at 10, dropped).
 Parts: arm0/arm1 = {cos, sin, dq} of that joint, target, tip.
 """
 import mujoco
 
-from dzsc.partitions.layout import AgentLayout, MujocoBody, Part, actuators_of_joint
+from dzsc.partitions.layout import AgentLayout, EnvSpec, MujocoBody, Part, actuators_of_joint
 
 
 def parts_from_model(model: mujoco.MjModel) -> dict[str, Part]:
@@ -25,11 +26,11 @@ def parts_from_model(model: mujoco.MjModel) -> dict[str, Part]:
 
 BODY = MujocoBody(
     name="reacher",
-    env_id="Reacher-v5",
-    env_kwargs={},
+    # v0: the MOMA-PPO authors' pickles, recorded with gym's Reacher-v2 (Gymnasium v4 keeps its reward: the
+    # distance before the step; its 11th observation entry, always 0, is dropped); gen: the project's own data.
+    environments={"v0": EnvSpec("Reacher-v4"), "gen": EnvSpec("Reacher-v5")},
     max_episode_steps=50,
     datasets=("expert-C", "expert-D", "expert-mix", "random"),
-    versions=("v0",),
     agent_confs={
         "1x2": (AgentLayout(("joint0", "joint1"), ("target", "tip")),),  # single-agent reference
         "2x1": (AgentLayout(("joint0",), ("target", "tip")), AgentLayout(("joint1",), ("target", "tip"))),

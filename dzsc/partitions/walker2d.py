@@ -1,6 +1,6 @@
 """Walker2d split into legs (2x3) or single joints (6x1)."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, LOCOMOTION_VERSIONS, AgentLayout, MujocoBody, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS, AgentLayout, MujocoBody, locomotion_environments, locomotion_obsk, locomotion_parts,
     tracking_camera,
 )
 
@@ -9,11 +9,9 @@ LEFT = ("thigh_left_joint", "leg_left_joint", "foot_left_joint")
 
 BODY = MujocoBody(
     name="walker2d",
-    env_id="Walker2d-v5",
-    env_kwargs={},
+    environments=locomotion_environments("Walker2d"),
     max_episode_steps=1000,
     datasets=LOCOMOTION_DATASETS,
-    versions=LOCOMOTION_VERSIONS,
     agent_confs={
         "1x6": (AgentLayout(RIGHT + LEFT),),  # single-agent reference
         "2x3": (AgentLayout(RIGHT), AgentLayout(LEFT)),

@@ -12,7 +12,7 @@ exactly on the bounds +-1 (clipped actions) have a finite likelihood without any
 network. Acting uses the mean action tanh(mu(o)).
 
 A log-std predicted per state (the head CQL's SAC actor keeps) was measured and dropped: on
-`reacher-expert-C-v0_1x2_full`, 1e5 transitions, 5,000 updates, 20 episodes, seeds 0 / 1, it scored
+`reacher-expert-C-gen_1x2_full`, 1e5 transitions, 5,000 updates, 20 episodes, seeds 0 / 1, it scored
 78.4 / 69.0 against 93.0 / 102.5 for the shared one (d3rlpy's deterministic BC: 98.5 / 96.4).
 """
 from __future__ import annotations

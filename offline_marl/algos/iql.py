@@ -13,7 +13,7 @@ with pi_i(a | o) = N(a; tanh(mu_i(o)), sigma_i^2): a Gaussian on the action arou
 whose log-std sigma_i is one learned parameter per action dimension shared by all states (the IQL
 reference code's policy, `state_dependent_std=False, tanh_squash_distribution=False`; d3rlpy's
 too). It gives dataset actions on the bounds +-1 a finite likelihood without clipping. A log-std
-predicted per state was measured and dropped: on `reacher-expert-C-v0_1x2_full`, 1e5 transitions,
+predicted per state was measured and dropped: on `reacher-expert-C-gen_1x2_full`, 1e5 transitions,
 5,000 updates, seeds 0 / 1, it scored 76.5 / 85.7 against 84.9 / 94.2 for the shared one.
 
 The expectile tau (> 0.5) makes V an upper expectile of Q over the data's actions, a soft maximum

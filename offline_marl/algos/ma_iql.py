@@ -30,7 +30,7 @@ The original MA-IQL code (Barde et al.'s repository, `multi_agent/ma_iql.py` and
 monotonic), one Q mixer serves both critics, and the clipped double Q takes the min per agent before
 mixing, A_tot = mix(min_k Q-bar_i^k) - V_tot. `--mixer authors` runs that form. The default stays
 the monotonic one: QMIX's constraint keeps each agent's better action better for the team, and the
-two measured alike within seed noise on the leader-only task (`reacher-expert-mix-v0_2x1first_0`,
+two measured alike within seed noise on the leader-only task (`reacher-expert-mix-gen_2x1first_0`,
 1e5 generated transitions, 5,000 updates, 20 episodes, seeds 0 / 1 / 2): monotonic 56.8 / 55.0 /
 63.5 (mean 58.4), authors 60.3 / 58.2 / 44.6 (mean 54.4). What stays as in the original code: the
 Q mixer sees the joint action (its `action_aware_mixer` default), the V mixer the global

@@ -109,7 +109,8 @@ class ModelAugmentedLearner(nn.Module):
             return merge_agents(actions, self.views, self.space.global_action_dim), {}
 
         starts = torch.randint(len(data), (c.rollout_starts,), generator=generator, device=data.device)
-        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), c.rollout_len, generator)
+        out = self.env.rollout(policy, data.arrays["observations"][starts].float(), c.rollout_len, generator,
+                               start_indices=starts)
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  [T, B, ...] -> [T B, ...]
         values = {"observations": out["obs"], "actions": out["actions"],
                   "rewards": out["penalised_rewards"] * data.reward_scale, "terminals": out["terminated"],

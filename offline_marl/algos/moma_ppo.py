@@ -17,7 +17,7 @@ Each iteration (one runner step):
 With `--memory_len K` (the authors use 10), each policy also sees its last K (observation, action) pairs:
 a rollout starts with the K dataset steps before its start state in that state's episode (none from an
 episode's first state: masked), and every model step appends its own pair.
-Defaults, measured on `reacher-expert-mix-v0_2x1first_0` (README, "MOMA-PPO ablation"): rollouts of a
+Defaults, measured on `reacher-expert-mix-gen_2x1first_0` (README, "MOMA-PPO ablation"): rollouts of a
 whole episode (50 steps) from the episodes' first states, so the policies train on the states their own
 control reaches, as online PPO does; 40 of them = 2,000 synthetic transitions per iteration (the
 authors' `ppo_transitions_between_update`).
@@ -111,7 +111,7 @@ class MOMAPPO(MAPPO):
                               f"{c.memory_len}; build DeviceDataset(..., memory_len={c.memory_len})")
         start_history = data.history(starts) if c.memory_len else None
         out = self.env.rollout(policy, data.arrays["observations"][starts].float(), horizon, generator, steps_left,
-                               start_history)
+                               start_history, starts)
         last = torch.zeros_like(out["valid"])
         last[-1] = True
         rollout = {"agent_obs": out["agent_obs"], "global_obs": out["obs"], "actions": out["agent_actions"],

@@ -265,7 +265,7 @@ class OnlineMAPPOConfig(MAPPOConfig):
     collect_size: int = flag(0, "after training, record this many transitions with the final deterministic "
                                 "policy (0 = none)")
     collect_scenario: str | None = flag(None, "scenario name of the recorded dataset, {body}-{dataset}-{version}; "
-                                              "default {body}-expert-gen, or reacher-expert-{C|D}-v0 after the "
+                                              "default {body}-expert-gen, or reacher-expert-{C|D}-gen after the "
                                               "elbow convention learned")
     save_replay: str | None = flag(None, "save every transition of training as this scenario, e.g. "
                                          "ant-full-replay-gen (must be given from the first iteration on)")

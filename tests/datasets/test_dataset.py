@@ -6,7 +6,7 @@ from dzsc.datasets import OfflineDataset, load_dataset
 from dzsc.errors import CorruptDatasetError, DatasetNotFoundError
 from dzsc.scores import normalized_score
 
-TASK = "reacher-expert-mix-v0_2x1first_0"  # agent 0 sees obs 0-7, agent 1 sees 0-3 and 6-7
+TASK = "reacher-expert-mix-gen_2x1first_0"  # agent 0 sees obs 0-7, agent 1 sees 0-3 and 6-7
 
 
 def tiny_arrays():
@@ -105,7 +105,7 @@ def test_bad_arrays_are_refused():
 
 def test_missing_dataset_names_the_sources_and_the_generate_command():
     with pytest.raises(DatasetNotFoundError) as error:
-        load_dataset("reacher-expert-mix-v0_2x1first_0")
+        load_dataset("reacher-expert-mix-gen_2x1first_0")
     message = str(error.value)
-    assert "python -m dzsc.datasets.generate --scenario reacher-expert-mix-v0" in message
-    assert "generated file" in message and "pbarde1/moma-ppo" in message
+    assert "python -m dzsc.datasets.generate --scenario reacher-expert-mix-gen" in message
+    assert "generated file" in message and "pbarde1/moma-ppo" not in message

@@ -12,7 +12,7 @@ from dzsc.datasets.experts import (
 from dzsc.envs import MultiAgentEnv
 from dzsc.scores import normalized_score
 
-TASK = "reacher-expert-mix-v0_2x1_0"
+TASK = "reacher-expert-mix-gen_2x1_0"
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ from dzsc.errors import DatasetNotFoundError, UnknownTaskError
 
 
 def test_generation_is_deterministic_and_a_smaller_size_is_a_prefix():
-    small, _ = generate("reacher-expert-C-v0", 300, seed=3, n_envs=4, progress=False)
-    large, _ = generate("reacher-expert-C-v0", 600, seed=3, n_envs=4, progress=False)
-    again, _ = generate("reacher-expert-C-v0", 600, seed=3, n_envs=4, progress=False)
-    other, _ = generate("reacher-expert-C-v0", 600, seed=4, n_envs=4, progress=False)
+    small, _ = generate("reacher-expert-C-gen", 300, seed=3, n_envs=4, progress=False)
+    large, _ = generate("reacher-expert-C-gen", 600, seed=3, n_envs=4, progress=False)
+    again, _ = generate("reacher-expert-C-gen", 600, seed=3, n_envs=4, progress=False)
+    other, _ = generate("reacher-expert-C-gen", 600, seed=4, n_envs=4, progress=False)
     for key in large:
         np.testing.assert_array_equal(large[key], again[key])
         np.testing.assert_array_equal(small[key], large[key][:300])
@@ -29,9 +29,9 @@ def test_generation_is_deterministic_and_a_smaller_size_is_a_prefix():
 
 
 def test_expert_mix_is_the_first_half_of_each_expert_with_opposite_conventions():
-    mix, metadata = generate("reacher-expert-mix-v0", 400, seed=0, n_envs=4, progress=False)
-    c, _ = generate("reacher-expert-C-v0", 400, seed=0, n_envs=4, progress=False)
-    d, _ = generate("reacher-expert-D-v0", 400, seed=0, n_envs=4, progress=False)
+    mix, metadata = generate("reacher-expert-mix-gen", 400, seed=0, n_envs=4, progress=False)
+    c, _ = generate("reacher-expert-C-gen", 400, seed=0, n_envs=4, progress=False)
+    d, _ = generate("reacher-expert-D-gen", 400, seed=0, n_envs=4, progress=False)
     for key in mix:
         np.testing.assert_array_equal(mix[key], np.concatenate([c[key][:200], d[key][:200]]))
     final_c = elbow_convention(c["next_observations"][c["timeouts"]])
@@ -49,21 +49,21 @@ def test_locomotion_random_data_has_terminations_and_a_cut_boundary():
 
 
 def test_cli_writes_where_the_loader_looks_and_refuses_to_overwrite(capsys):
-    assert main(["--scenario", "reacher-random-v0", "--size", "100", "--seed", "1", "--n_envs", "2"]) == 0
-    path = generated_path("reacher-random-v0")
+    assert main(["--scenario", "reacher-random-gen", "--size", "100", "--seed", "1", "--n_envs", "2"]) == 0
+    path = generated_path("reacher-random-gen")
     arrays, metadata = load_hdf5(path, 10, 2)
-    assert metadata["seed"] == 1 and metadata["scenario"] == "reacher-random-v0" and "package_version" in metadata
-    data = load_dataset("reacher-random-v0_2x1_0")
+    assert metadata["seed"] == 1 and metadata["scenario"] == "reacher-random-gen" and "package_version" in metadata
+    data = load_dataset("reacher-random-gen_2x1_0")
     assert data.info["source"] == "generated" and len(data) == 100
     np.testing.assert_array_equal(data.observations, arrays["observations"])
     before = path.read_bytes()
-    assert main(["--scenario", "reacher-random-v0", "--size", "50", "--n_envs", "2"]) == 2
+    assert main(["--scenario", "reacher-random-gen", "--size", "50", "--n_envs", "2"]) == 2
     assert "--overwrite" in capsys.readouterr().err and path.read_bytes() == before
 
 
 def test_unknown_scenario_is_refused_with_the_choices():
-    with pytest.raises(UnknownTaskError, match="did you mean 'reacher-expert-[CD]-v0'"):
-        generate("reacher-expert-X-v0", 10, 0)
+    with pytest.raises(UnknownTaskError, match="did you mean 'reacher-expert-[CD]-gen'"):
+        generate("reacher-expert-X-gen", 10, 0)
     result = subprocess.run([sys.executable, "-m", "dzsc.datasets.generate", "--scenario", "ant-expert-v2", "--size", "10"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "generatable:" in result.stderr

@@ -124,7 +124,7 @@ def test_validate_rejects_empty():
 
 def test_hdf5_round_trip_exact_with_metadata(tmp_path):
     path = tmp_path / "sub" / "dir" / "data.hdf5"
-    metadata = {"scenario": "reacher-random-v0", "generator": "random", "seed": np.int64(3), "scale": 0.5,
+    metadata = {"scenario": "reacher-random-gen", "generator": "random", "seed": np.int64(3), "scale": 0.5,
                 "flag": True, "sizes": [1, 2], "extra": {"a": None}}
     assert save_hdf5(path, small_arrays(), metadata) == path
     arrays, loaded = load_hdf5(path, 3, 2)
@@ -480,8 +480,12 @@ def test_load_transitions_missing_scenarios():
     with pytest.raises(DatasetNotFoundError) as info:
         load_transitions("reacher-expert-mix-v0", 10, 2, allow_download=False)
     message = str(info.value)
-    for part in ("Hugging Face pbarde1/moma-ppo", "python -m dzsc.datasets.generate --scenario reacher-expert-mix-v0"):
-        assert part in message, part
+    assert "Hugging Face pbarde1/moma-ppo" in message and "--scenario reacher-expert-mix-gen" in message
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_transitions("reacher-expert-mix-gen", 10, 2, allow_download=False)
+    message = str(info.value)
+    assert "python -m dzsc.datasets.generate --scenario reacher-expert-mix-gen" in message
+    assert "pbarde1/moma-ppo" not in message
 
 
 def test_load_transitions_order(tmp_path):
@@ -586,7 +590,7 @@ def test_generated_datasets_travel_through_a_hub_dataset_repo(tmp_path, monkeypa
                                                                                            repo_type)) or "url")
     assert hub.main(["push", "coordination-expert-mix-v0", "someone/games"]) == 0
     assert uploads == [(local, "someone/games", "coordination-expert-mix-v0.hdf5", "dataset")]
-    assert hub.main(["push", "reacher-expert-C-v0", "someone/games"]) == 2  # not generated here
+    assert hub.main(["push", "reacher-expert-C-gen", "someone/games"]) == 2  # not generated here
     # pull: from the (offline) Hugging Face cache to where the loaders look, checked, never over a file
     put_in_hf_cache(Path(os.environ["HF_HUB_CACHE"]), "coordination-expert-mix-v0.hdf5", local.read_bytes(),
                     repo_id="someone/games")
@@ -595,7 +599,7 @@ def test_generated_datasets_travel_through_a_hub_dataset_repo(tmp_path, monkeypa
     assert hub.main(["pull", "someone/games", "coordination-expert-mix-v0"]) == 0
     assert local.read_bytes() == moved.read_bytes()
     assert len(load_dataset("coordination-expert-mix-v0_2x1_0")) == 200
-    assert hub.main(["pull", "someone/games", "reacher-expert-mixx-v0"]) == 2
+    assert hub.main(["pull", "someone/games", "reacher-expert-mixx-gen"]) == 2
 
 
 def test_a_missing_reacher_pickle_is_named(tmp_path):

@@ -19,8 +19,8 @@ def one_thread():
 @pytest.fixture(scope="session")
 def reacher_c_path(tmp_path_factory):
     """20,000 transitions (400 episodes) of the scripted counter-clockwise reacher expert."""
-    path = tmp_path_factory.mktemp("data") / "reacher-expert-C-v0.hdf5"
-    arrays, metadata = generate("reacher-expert-C-v0", 20_000, seed=0, progress=False)
+    path = tmp_path_factory.mktemp("data") / "reacher-expert-C-gen.hdf5"
+    arrays, metadata = generate("reacher-expert-C-gen", 20_000, seed=0, progress=False)
     save_hdf5(path, arrays, metadata)
     return str(path)
 
@@ -30,7 +30,7 @@ def train_args():
     return make_train_args
 
 
-def make_train_args(alg_name: str, dataset_path: str, run_dir, steps: int, task: str = "reacher-expert-C-v0_2x1_0",
+def make_train_args(alg_name: str, dataset_path: str, run_dir, steps: int, task: str = "reacher-expert-C-gen_2x1_0",
                     **extra) -> list[str]:
     """Command-line flags for a short, CPU-only training run that evaluates only at the end."""
     args = ["--alg_name", alg_name, "--task_name", task, "--dataset_path", dataset_path, "--run_dir", str(run_dir),

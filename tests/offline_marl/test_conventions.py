@@ -19,8 +19,8 @@ from offline_marl.evaluate_ad_hoc_teamplay import EVAL_SEED
 from offline_marl.evaluation import evaluate
 from offline_marl.train_agents import main as train
 
-FULL = "reacher-expert-mix-v0_2x1_full"  # agent 0 (shoulder) and agent 1 (elbow) both see everything
-FIRST = "reacher-expert-mix-v0_2x1first_0"
+FULL = "reacher-expert-mix-gen_2x1_full"  # agent 0 (shoulder) and agent 1 (elbow) both see everything
+FIRST = "reacher-expert-mix-gen_2x1first_0"
 EPISODES = 20
 
 
@@ -107,8 +107,8 @@ def test_classify_hand_made_observations():
 @pytest.fixture(scope="module")
 def bc_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("conventions")
-    data = root / "reacher-expert-mix-v0.hdf5"
-    save_hdf5(data, *generate("reacher-expert-mix-v0", 2_000, seed=0, progress=False))
+    data = root / "reacher-expert-mix-gen.hdf5"
+    save_hdf5(data, *generate("reacher-expert-mix-gen", 2_000, seed=0, progress=False))
     run_dir = root / "bc" / "seed0"
     train(["--alg_name", "bc", "--task_name", FIRST, "--run_dir", str(run_dir), "--dataset_path", str(data),
            "--device", "cpu", "--max_training_step", "30", "--eval_frequency", "30", "--log_frequency", "10",

@@ -6,7 +6,7 @@ import torch
 from dzsc.datasets.dataset import OfflineDataset
 from offline_marl.data import DeviceDataset
 
-TASK = "reacher-expert-C-v0_2x1_0"  # 10-dim observation, 2 actions; agent k drives joint k
+TASK = "reacher-expert-C-gen_2x1_0"  # 10-dim observation, 2 actions; agent k drives joint k
 # Reacher 2x1 (TASKS.md): agent 0 sees arm0 (0 cos q0, 2 sin q0, 6 dq0), target (4, 5) and tip (8, 9);
 # agent 1 sees arm1 (1, 3, 7), target and tip.
 AGENT_OBS = ([0, 2, 4, 5, 6, 8, 9], [1, 3, 4, 5, 7, 8, 9])

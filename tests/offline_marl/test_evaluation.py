@@ -13,7 +13,7 @@ def solid_frames(count, height=40, width=60):
 
 
 def test_strip_shows_n_evenly_spaced_frames_at_full_size_above_the_legend(tmp_path):
-    path = save_frame_strip(solid_frames(11), tmp_path / "strip.png", get_task("reacher-expert-mix-v0_2x1_0"), n=4)
+    path = save_frame_strip(solid_frames(11), tmp_path / "strip.png", get_task("reacher-expert-mix-gen_2x1_0"), n=4)
     image = iio.imread(path)[..., :3]
     # 4 frames of 60 px, 4 px apart; 24 px of step labels, the frames (40), a legend of 2 rows (8 + 2 x 22)
     assert image.shape == (24 + 40 + 8 + 2 * 22, 4 * 60 + 3 * 4, 3)

@@ -93,7 +93,7 @@ def with_garbage(rollout: dict) -> dict:
 
 @pytest.mark.parametrize("critic", ["centralised", "mixer"])
 def test_invalid_steps_change_nothing(critic):
-    space = space_of("reacher-expert-C-v0_2x1first_0")  # padded agents: observation widths 8 and 6
+    space = space_of("reacher-expert-C-gen_2x1first_0")  # padded agents: observation widths 8 and 6
     torch.manual_seed(0)
     clean = MAPPO(MAPPOConfig(critic=critic, hidden_sizes=(16, 16), n_minibatches=2, n_epochs=2), space, CPU)
     dirty = copy.deepcopy(clean)
@@ -120,7 +120,7 @@ def test_value_clip_is_centred_on_the_critics_own_output(critic):
     # The clip bounds how far the critic's output moves from where it starts: on the first gradient step
     # (output == old output) it cannot bind, so one step must equal a step without value clipping. Centred
     # on V_old re-expressed in the moved statistics' units, it binds on most samples and zeroes their gradient.
-    space = space_of("reacher-expert-C-v0_2x1first_0")
+    space = space_of("reacher-expert-C-gen_2x1first_0")
     rollout = random_rollout(space, T=12, E=4, seed=1)
     rollout["rewards"] = -10.0 + rollout["rewards"]
     critics = []
@@ -166,7 +166,7 @@ def test_padded_agents_sample_act_and_update():
 def test_without_memory_the_numbers_are_those_of_the_code_before_memory():
     # golden figures of MA-PPO before --memory_len existed (same seed, rollout and generators); recompute them
     # only for a deliberate change of MA-PPO's maths or defaults
-    space = space_of("reacher-expert-C-v0_2x1first_0")
+    space = space_of("reacher-expert-C-gen_2x1first_0")
     torch.manual_seed(0)
     algorithm = MAPPO(MAPPOConfig(hidden_sizes=(16, 16), n_minibatches=2, n_epochs=2), space, CPU)
     assert algorithm.actor.policy_input is None and not any("encoder" in key for key in algorithm.state_dict())
@@ -184,7 +184,7 @@ def test_without_memory_the_numbers_are_those_of_the_code_before_memory():
 
 
 def test_online_rollouts_carry_histories_that_empty_at_each_reset_and_ratios_start_at_one():
-    task_name, K = "reacher-expert-C-v0_2x1_0", 3
+    task_name, K = "reacher-expert-C-gen_2x1_0", 3
     task = get_task(task_name)
     views = {key: torch.as_tensor(value) for key, value in agent_views(task).items()}
     torch.manual_seed(0)
@@ -227,7 +227,7 @@ def test_online_rollouts_carry_histories_that_empty_at_each_reset_and_ratios_sta
 def test_train_rl_with_memory_runs_and_resumes_exactly(tmp_path):
     def args(run_dir, steps):
         # 30-step rollouts: the resume at iteration 2 falls 10 steps into an episode, whose window is rebuilt
-        return ["--task_name", "reacher-expert-C-v0_2x1_0", "--run_dir", str(run_dir), "--device", "cpu",
+        return ["--task_name", "reacher-expert-C-gen_2x1_0", "--run_dir", str(run_dir), "--device", "cpu",
                 "--max_training_step", str(steps), "--eval_frequency", "2", "--log_frequency", "1",
                 "--checkpoint_frequency", "2", "--max_eval_episode", "2", "--n_envs", "2", "--rollout_len", "30",
                 "--hidden_sizes", "16", "--memory_len", "3", "--history_dim", "8"]
@@ -261,7 +261,7 @@ def test_config_file_holds_the_defaults_and_bad_values_are_refused(tmp_path):
 
 @pytest.mark.slow
 def test_online_mappo_improves_the_return_on_reacher():
-    task_name = "reacher-expert-C-v0_2x1_0"
+    task_name = "reacher-expert-C-gen_2x1_0"
     task, views = get_task(task_name), agent_views(get_task(task_name))
     torch.manual_seed(0)
     config = MAPPOConfig(task_name=task_name, lr=1e-3, n_envs=8, rollout_len=100, init_log_std=-1.0)
@@ -288,7 +288,7 @@ def rows(run_dir):
 def test_train_rl_writes_the_run_folder_resumes_exactly_and_collects(tmp_path):
     def args(run_dir, steps, *extra):
         # rollouts of 60 steps: 50-step reacher episodes run across iterations (and checkpoints)
-        return ["--task_name", "reacher-expert-C-v0_2x1_0", "--run_dir", str(run_dir), "--device", "cpu",
+        return ["--task_name", "reacher-expert-C-gen_2x1_0", "--run_dir", str(run_dir), "--device", "cpu",
                 "--max_training_step", str(steps), "--eval_frequency", "2", "--log_frequency", "1",
                 "--checkpoint_frequency", "2", "--max_eval_episode", "2", "--n_envs", "3", "--rollout_len", "60",
                 "--hidden_sizes", "16", *extra]
@@ -311,10 +311,10 @@ def test_train_rl_writes_the_run_folder_resumes_exactly_and_collects(tmp_path):
     # a finished run only collects: 120 transitions of the final policy into the loaders' folder
     summary = main(args(run, 4, "--collect_size", "120"))
     collected = summary["collected"]
-    assert collected["scenario"] in ("reacher-expert-C-v0", "reacher-expert-D-v0")
+    assert collected["scenario"] in ("reacher-expert-C-gen", "reacher-expert-D-gen")
     dataset = load_dataset(f"{collected['scenario']}_2x1_0")
     assert len(dataset) == 120 and dataset.info["source"] == "generated"
-    assert dataset.info["task_name"] == "reacher-expert-C-v0_2x1_0"
+    assert dataset.info["task_name"] == "reacher-expert-C-gen_2x1_0"
     with pytest.raises(OutputExistsError, match="--overwrite"):
         main(args(run, 4, "--collect_size", "120", "--collect_scenario", collected["scenario"]))
     main(args(run, 4, "--collect_size", "60", "--collect_scenario", collected["scenario"], "--overwrite"))
@@ -374,6 +374,6 @@ def test_save_replay_is_identical_after_a_crash_and_resume(tmp_path):
 
 def test_save_replay_refuses_a_clash_and_other_bodies(tmp_path):
     with pytest.raises(ConfigError, match="is a reacher scenario"):
-        main(replay_args(tmp_path / "run", 1, "--save_replay", "reacher-expert-C-v0"))
+        main(replay_args(tmp_path / "run", 1, "--save_replay", "reacher-expert-C-gen"))
     with pytest.raises(ConfigError, match="both be hopper-expert-gen"):
         main(replay_args(tmp_path / "run", 1, "--save_replay", "hopper-expert-gen", "--collect_size", "10"))

@@ -23,8 +23,8 @@ from offline_marl.evaluation import evaluate
 from offline_marl.world_model import EnsembleWorldModel, WorldModelNotFoundError
 from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 
-TASK = "reacher-expert-C-v0_2x1_0"
-MIX_TASK = "reacher-expert-mix-v0_2x1_0"  # same agents and simulator as TASK, two-convention data
+TASK = "reacher-expert-C-gen_2x1_0"
+MIX_TASK = "reacher-expert-mix-gen_2x1_0"  # same agents and simulator as TASK, two-convention data
 # Small PPO settings that learn reacher quickly (see test_mappo.py's learning test).
 PPO = ["--init_log_std", "-1", "--lr", "1e-3", "--n_envs", "100", "--rollout_len", "10", "--start_states", "uniform"]
 
@@ -32,8 +32,8 @@ PPO = ["--init_log_std", "-1", "--lr", "1e-3", "--n_envs", "100", "--rollout_len
 @pytest.fixture(scope="module")
 def mix_path(tmp_path_factory):
     """50,000 transitions of the two-convention reacher data."""
-    path = tmp_path_factory.mktemp("data") / "reacher-expert-mix-v0.hdf5"
-    save_hdf5(path, *generate("reacher-expert-mix-v0", 50_000, seed=0, progress=False))
+    path = tmp_path_factory.mktemp("data") / "reacher-expert-mix-gen.hdf5"
+    save_hdf5(path, *generate("reacher-expert-mix-gen", 50_000, seed=0, progress=False))
     return str(path)
 
 

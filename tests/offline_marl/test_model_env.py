@@ -17,12 +17,12 @@ from offline_marl.errors import ConfigError
 from offline_marl.model_env import ModelEnv, RolloutPenalty, SimulatorEnv
 from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 
-TASK = "reacher-expert-mix-v0_2x1first_0"
+TASK = "reacher-expert-mix-gen_2x1first_0"
 
 
 @pytest.fixture(scope="module")
 def dataset():
-    return OfflineDataset.from_arrays(TASK, *generate("reacher-expert-mix-v0", 2000, seed=1, progress=False))
+    return OfflineDataset.from_arrays(TASK, *generate("reacher-expert-mix-gen", 2000, seed=1, progress=False))
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +247,60 @@ def test_simulator_env_matches_multi_agent_env_stepping():
     fallen[0] = 0.5  # torso height below Hopper's healthy range
     step = hopper.step(torch.as_tensor(np.stack([healthy, fallen])), torch.zeros(2, 3))
     assert step["terminated"].tolist() == [False, True]
+
+
+def replaying(dataset, starts):
+    """A policy that plays the dataset's own actions from each start row on."""
+    step = {"t": 0}
+
+    def play(obs):
+        rows = np.minimum(np.asarray(starts) + step["t"], len(dataset) - 1)
+        step["t"] += 1
+        return torch.as_tensor(dataset.actions[rows], dtype=obs.dtype), {}
+
+    return play
+
+
+def test_perfect_wm_starts_from_stored_states_and_steps_on_from_there(tmp_path, capsys):
+    from dzsc.datasets.dataset import load_dataset
+    from dzsc.datasets.hdf5 import save_hdf5
+    from offline_marl.model_env import dataset_simulator
+
+    path = save_hdf5(tmp_path / "hopper-random-gen.hdf5", *generate("hopper-random-gen", 300, seed=0, progress=False))
+    dataset = load_dataset("hopper-random-gen_3x1_0", path=str(path))
+    simulator = dataset_simulator(dataset)
+    assert "simulator states stored in" in capsys.readouterr().out
+    starts = dataset.episode_starts[:4]
+    horizon = 5
+    out = simulator.rollout(replaying(dataset, starts), torch.as_tensor(dataset.observations[starts]), horizon,
+                            start_indices=torch.as_tensor(starts))
+    for t in range(horizon):  # the dataset's own transitions, step after step (every start's episode is longer)
+        np.testing.assert_allclose(out["next_obs"][t].numpy(), dataset.next_observations[starts + t], atol=1e-5)
+        np.testing.assert_allclose(out["rewards"][t].numpy(), dataset.rewards[starts + t], atol=1e-5)
+
+
+def test_perfect_wm_uses_the_exact_state_where_the_observation_clips_it(tmp_path, capsys):
+    from dzsc.datasets.dataset import load_dataset
+    from dzsc.datasets.hdf5 import save_hdf5
+    from offline_marl.model_env import dataset_simulator
+
+    env = MultiAgentEnv("walker2d-random-gen_2x3_0")
+    env.reset(seed=0)
+    qpos, qvel = env.data.qpos.copy(), env.data.qvel.copy()
+    qvel[3] = 15.0  # the right thigh turns faster than the observation's +-10 clip
+    env.set_simulator_state(qpos, qvel)
+    obs = env.observation()
+    next_obs, reward, *_ = env.step_global(np.zeros(6))
+    arrays = {"observations": obs[None], "actions": np.zeros((1, 6)), "rewards": [reward], "terminals": [False],
+              "timeouts": [True], "next_observations": next_obs[None]}
+    for name, states in (("stored", {"qpos": qpos[None], "qvel": qvel[None]}), ("bare", {})):
+        path = save_hdf5(tmp_path / f"{name}.hdf5", {**arrays, **states})
+        simulator = dataset_simulator(load_dataset("walker2d-random-gen_2x3_0", path=str(path)))
+        log = capsys.readouterr().out
+        out = simulator.rollout(lambda o: (torch.zeros(1, 6, dtype=o.dtype), {}), torch.as_tensor(obs[None]), 1,
+                                start_indices=torch.zeros(1, dtype=torch.long))
+        error = np.abs(out["next_obs"][0, 0].numpy() - next_obs).max()
+        if name == "stored":
+            assert "simulator states stored in" in log and error < 1e-9
+        else:
+            assert "1 of 1 sampled dataset transitions are not reproduced" in log and error > 1e-2

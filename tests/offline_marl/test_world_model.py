@@ -19,7 +19,7 @@ from offline_marl.world_model import (CorruptWorldModelError, EnsembleWorldModel
                                       WorldModelNotFoundError, dataset_fingerprint)
 from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 
-TASK = "reacher-expert-mix-v0_2x1first_0"
+TASK = "reacher-expert-mix-gen_2x1first_0"
 SMALL = dict(ensemble_size=4, n_elites=2, hidden_sizes=(64, 64), max_epochs=25, device="cpu")
 TINY = dict(ensemble_size=3, n_elites=2, hidden_sizes=(16,), max_epochs=2, device="cpu")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -27,7 +27,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.fixture(scope="module")
 def arrays():
-    return generate("reacher-expert-mix-v0", 4000, seed=0, progress=False)
+    return generate("reacher-expert-mix-gen", 4000, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_fingerprint_tracks_the_data(arrays, dataset):
     changed["rewards"][17] += 1e-3
     assert dataset_fingerprint(OfflineDataset.from_arrays(TASK, changed, info)) != dataset_fingerprint(dataset)
     # same arrays, other agent split of the same scenario: the same global model applies
-    assert dataset_fingerprint(OfflineDataset.from_arrays("reacher-expert-mix-v0_2x1_0", data, info)) == \
+    assert dataset_fingerprint(OfflineDataset.from_arrays("reacher-expert-mix-gen_2x1_0", data, info)) == \
         dataset_fingerprint(dataset)
 
 
@@ -327,7 +327,8 @@ def test_help_documents_every_flag(capsys):
 def test_default_path_is_one_model_per_dataset_and_seed():
     from offline_marl.world_model import default_world_model_path
 
-    first, notip = (default_world_model_path(get_task(f"reacher-expert-mix-v0_{conf}_0"), 1)
+    first, notip = (default_world_model_path(get_task(f"reacher-expert-mix-gen_{conf}_0"), 1)
                     for conf in ("2x1first", "2x1notip"))
-    assert first == notip == Path("runs/world_models/reacher-expert-mix-v0/seed1/world_model.pt")
-    assert default_world_model_path(get_task("reacher-expert-mix-v0_2x1first_0_DEV"), 1).parts[2] == "reacher-expert-mix-v0_DEV"
+    assert first == notip == Path("runs/world_models/reacher-expert-mix-gen/seed1/world_model.pt")
+    path = default_world_model_path(get_task("reacher-expert-mix-gen_2x1first_0_DEV"), 1)
+    assert path.parts[2] == "reacher-expert-mix-gen_DEV"

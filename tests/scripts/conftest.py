@@ -21,8 +21,8 @@ def reacher_c_file(tmp_path_factory):
     from dzsc.datasets.generate import generate
     from dzsc.datasets.hdf5 import save_hdf5
 
-    path = tmp_path_factory.mktemp("data") / "reacher-expert-C-v0.hdf5"
-    arrays, metadata = generate("reacher-expert-C-v0", 2_000, seed=0, progress=False)
+    path = tmp_path_factory.mktemp("data") / "reacher-expert-C-gen.hdf5"
+    arrays, metadata = generate("reacher-expert-C-gen", 2_000, seed=0, progress=False)
     save_hdf5(path, arrays, metadata)
     return path
 

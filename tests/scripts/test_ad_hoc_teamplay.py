@@ -17,7 +17,7 @@ from offline_marl.runner import load_checkpoint
 from offline_marl.evaluation import evaluate
 from offline_marl.train_agents import main as train
 
-TASK = "reacher-expert-C-v0_2x1_0"
+TASK = "reacher-expert-C-gen_2x1_0"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-FIRST, COORDINATION, ANT = "reacher-expert-mix-v0_2x1first_0", "coordination-expert-mix-v0_2x1_0", \
+FIRST, COORDINATION, ANT = "reacher-expert-mix-gen_2x1first_0", "coordination-expert-mix-v0_2x1_0", \
     "ant-full-replay-gen_t4x2_0"
 TINY_RUN = {"max_training_step": 6, "eval_frequency": 3, "log_frequency": 3, "max_eval_episode": 1, "batch_size": 32,
             "hidden_sizes": [16, 16]}
@@ -22,7 +22,7 @@ TINY_MODEL = {"hidden_sizes": [16, 16], "ensemble_size": 3, "n_elites": 2, "max_
 def tiny_plan(path: Path, **changes) -> Path:
     plan = {"name": "tiny", "seeds": [0, 1], "algorithms": ["bc", "itd3-bc", "moma-ppo"],
             "tasks": [FIRST, COORDINATION, ANT],
-            "data": {"reacher-expert-mix-v0": 2000, "coordination-expert-mix-v0": 200},
+            "data": {"reacher-expert-mix-gen": 2000, "coordination-expert-mix-v0": 200},
             "world_model": {"reacher": TINY_MODEL, "coordination": TINY_MODEL}, "flags": {"device": "cpu"},
             "training": {body: {"*": TINY_RUN, "moma-ppo": TINY_MOMA} for body in ("reacher", "coordination")},
             "analysis": {"convention_episodes": 3, "crossplay_episodes": 1, "videos": True, "bootstrap": 200},
@@ -46,7 +46,7 @@ def test_tiny_reproduction_writes_table_conventions_crossplay_and_videos(reprodu
     assert code == 0, printed
     assert f"SKIPPING {ANT}: its dataset ant-full-replay-gen is not on this machine" in printed
     assert "python -m offline_marl.train_rl --config configs/ant_expert.yaml" in printed
-    assert (out / "data" / "reacher-expert-mix-v0.hdf5").is_file()
+    assert (out / "data" / "reacher-expert-mix-gen.hdf5").is_file()
     models = sorted(path.parent.name for path in (out / "world_models").rglob("world_model.pt"))
     assert models == ["seed0", "seed0", "seed1", "seed1"]
 
@@ -111,7 +111,7 @@ def test_shipped_plans_cover_every_algorithm_task_and_seed(reproduce, tmp_path, 
     assert code == 0, printed
     seeds = 2 if quick else 5
     algorithms = {"bc", "iql", "ma-iql", "itd3-bc", "cql", "omar", "moma-ppo"}
-    tasks = {FIRST, "reacher-expert-mix-v0_2x1notip_0", COORDINATION}  # the ant data is not generated here
+    tasks = {FIRST, "reacher-expert-mix-gen_2x1notip_0", COORDINATION}  # the ant data is not generated here
     assert f"SKIPPING {ANT}" in printed and not (out / "data").exists()  # a dry run generates nothing
     assert f"world models: {2 * seeds}, 0 already finished" in printed
     assert f"training runs: {len(algorithms) * len(tasks) * seeds}, 0 already finished" in printed
@@ -121,7 +121,8 @@ def test_shipped_plans_cover_every_algorithm_task_and_seed(reproduce, tmp_path, 
             for c in commands if "--alg_name" in c}
     assert jobs == {(alg, task, str(seed)) for alg in algorithms for task in tasks for seed in range(seeds)}
     moma = next(c for c in commands if "moma-ppo" in c and FIRST in c and c[c.index("--seed") + 1] == "1")
-    assert moma[moma.index("--world_model") + 1] == str(out / "world_models/reacher-expert-mix-v0/seed1/world_model.pt")
+    world_model = out / "world_models/reacher-expert-mix-gen/seed1/world_model.pt"
+    assert moma[moma.index("--world_model") + 1] == str(world_model)
 
 
 def test_bad_plans_fail_before_running_anything(reproduce, tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-TASK_C, TASK_MIX = "reacher-expert-C-v0_2x1_0", "reacher-expert-mix-v0_2x1first_0"
+TASK_C, TASK_MIX = "reacher-expert-C-gen_2x1_0", "reacher-expert-mix-gen_2x1first_0"
 
 
 def make_run(root, alg, task, seed, score, steps=100, curve=(), variant="default", **config):

@@ -9,7 +9,7 @@ from offline_marl.train_agents import main
 
 pytestmark = pytest.mark.slow  # an end-to-end run with the wandb service process
 
-TASK = "reacher-expert-C-v0_2x1_0"
+TASK = "reacher-expert-C-gen_2x1_0"
 
 
 def written(path, texts, timeout=30.0) -> bytes:
