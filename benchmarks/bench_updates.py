@@ -92,12 +92,16 @@ def matmul_flops_per_s(device: torch.device, rows: int = 16_384, width: int = 25
     return repeats * 2 * 2 * rows * width * width / (time.perf_counter() - start)
 
 
-def _iql_in_subprocess(path: Path, updates: int, wait_policy: str | None) -> subprocess.Popen:
-    """IQL updates/s in a fresh process (OpenMP reads its wait policy when torch loads), printed on stdout."""
+def _iql_in_subprocess(path: Path, updates: int, wait_policy: str | None, runs_choose: bool = False
+                       ) -> subprocess.Popen:
+    """IQL updates/s in a fresh process (OpenMP reads its wait policy when torch loads), printed on stdout; with
+    `runs_choose`, its threads chosen as a run chooses them (`offline_marl.runner.choose_threads`)."""
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
+    choose = "from offline_marl.runner import choose_threads; torch.set_num_threads(choose_threads()); "
     code = ("import torch; from pathlib import Path; from benchmarks.bench_updates import ours_updates_per_s; "
+            + (choose if runs_choose else "") +
             f"print(ours_updates_per_s('iql', 'halfcheetah-random-gen_1x6_full', Path({str(path)!r}), {updates}, "
             "torch.device('cpu')))")
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -105,17 +109,20 @@ def _iql_in_subprocess(path: Path, updates: int, wait_policy: str | None) -> sub
 
 
 def contention(path: Path, updates: int = 300) -> None:
-    """A run alone and the same run beside a competing one (both with the machine's threads), under OpenMP's
-    default wait policy (threads spin a while before sleeping) and under OMP_WAIT_POLICY=PASSIVE (they sleep)."""
-    for policy in (None, "PASSIVE"):
-        alone = float(_iql_in_subprocess(path, updates, policy).communicate()[0])
+    """A run alone and the same run beside a competing one started first (both with the machine's threads), under
+    OpenMP's default wait policy (threads spin a while before sleeping) and under OMP_WAIT_POLICY=PASSIVE (they
+    sleep); then, under the default policy, the measured run with its threads chosen as runs choose them
+    (`choose_threads`: the CPUs other processes leave free)."""
+    for policy, runs_choose in ((None, False), ("PASSIVE", False), (None, True)):
+        alone = float(_iql_in_subprocess(path, updates, policy, runs_choose).communicate()[0])
         competitor = _iql_in_subprocess(path, 20 * updates, policy)
         time.sleep(5)  # the competitor is past its start-up and updating
-        beside = float(_iql_in_subprocess(path, updates, policy).communicate()[0])
+        beside = float(_iql_in_subprocess(path, updates, policy, runs_choose).communicate()[0])
         competitor.kill()
         competitor.wait()
-        print(f"CONTENTION iql, wait policy {policy or 'default'}: alone {alone:.0f}/s, beside a second run "
-              f"{beside:.0f}/s (x{beside / alone:.2f})")
+        label = "threads chosen by the run" if runs_choose else f"wait policy {policy or 'default'}"
+        print(f"CONTENTION iql, {label}: alone {alone:.0f}/s, beside a second run {beside:.0f}/s "
+              f"(x{beside / alone:.2f})")
 
 
 def main(argv: list[str] = ()) -> None:

@@ -11,6 +11,7 @@ without one, the model is the environment's own. Observations are cut to the tas
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -18,7 +19,21 @@ import numpy as np
 from dzsc.errors import ShapeError
 from dzsc.partitions import BODIES
 from dzsc.partitions.colours import colour_agents
+from dzsc.partitions.layout import EnvSpec
 from dzsc.tasks import Task, get_task
+
+
+def action_bounds(task: Task) -> tuple[np.ndarray, np.ndarray]:
+    """The (low, high) bounds of the task's global action: its environment's action space."""
+    return _action_bounds(task.env_id, tuple(sorted(task.environment.kwargs.items())))
+
+
+@lru_cache(maxsize=None)
+def _action_bounds(env_id: str, kwargs: tuple) -> tuple[np.ndarray, np.ndarray]:
+    env = EnvSpec(env_id, dict(kwargs)).make()
+    bounds = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+    env.close()
+    return bounds
 
 
 def agent_joints(task: Task) -> list[tuple[str, ...]]:

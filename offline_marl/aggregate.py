@@ -199,6 +199,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--no_plots", action="store_true", help="skip the learning-curve PNGs")
     args = parser.parse_args(argv)
+    if args.bootstrap < 1:
+        parser.error(f"--bootstrap must be >= 1 (resamples of the IQM's CI), got {args.bootstrap}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0 (numpy seeds are non-negative), got {args.seed}")
     runs = collect_runs(args.runs_dir)
     if not runs:
         print(f"error: no summary.json under {args.runs_dir}: finished runs write one (check the path, or wait for "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Callable
 
 import yaml
 
+from dzsc.tasks import parse_task_name
 from offline_marl.errors import ConfigError
 
 
@@ -91,8 +93,9 @@ class RunConfig:
                                      "their own colours) and a PNG strip of its frames")
 
     def validate(self) -> None:
-        """Every numeric flag inside its BOUNDS, every flag with choices one of them; subclasses add the checks
-        that relate several flags."""
+        """Every numeric flag inside its BOUNDS, every flag with choices one of them, the task a valid name (checked
+        before anything is written to the run folder); subclasses add the checks that relate several flags."""
+        parse_task_name(self.task_name)  # UnknownTaskError names the bad piece and the valid choices
         for f in dataclasses.fields(self):
             value, choices = getattr(self, f.name), f.metadata.get("choices")
             if f.name in BOUNDS and value is not None:
@@ -132,15 +135,35 @@ def build_parser(config_class: type, defaults: dict, description: str,
     return parser
 
 
+# What to do about a file-system error, by errno (the rest: the system's own words).
+_FILE_SYSTEM_FIXES = {
+    errno.ENOSPC: "free some space on that disk, or write elsewhere (--run_dir, --out)",
+    errno.EDQUOT: "free some of your quota, or write elsewhere (--run_dir, --out)",
+    errno.EROFS: "choose a folder on a writable file system (--run_dir, --out)",
+    errno.EACCES: "choose a folder you may write to, or fix its permissions",
+    errno.EPERM: "choose a folder you may write to, or fix its permissions",
+    errno.ENOTDIR: "a path that must be a folder is a file: choose another path",
+    errno.EISDIR: "a path that must be a file is a folder: choose another path",
+}
+
+
 def run_cli(main: Callable[[], object]) -> None:
-    """Run an entry point's `main()` from the command line: a DzscError (bad task, flag, dataset, ...)
-    prints its message and exits with status 2 instead of a traceback."""
+    """Run an entry point's `main()` from the command line: a DzscError (bad task, flag, dataset, ...) prints its
+    message and exits with status 2 instead of a traceback; so does a file-system error (a full or read-only disk,
+    a file where a folder belongs), with the file and the fix. Files are written atomically (`dzsc.files`), so such
+    an error leaves every file as it was."""
     from dzsc.errors import DzscError
 
     try:
         main()
     except DzscError as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:
+        if error.errno not in _FILE_SYSTEM_FIXES:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}. Fix: {_FILE_SYSTEM_FIXES[error.errno]}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -152,14 +175,15 @@ def read_yaml_mapping(path: str | Path, what: str, valid_keys: set | None = None
     file = Path(path)
     if not file.is_file():
         raise error(f"{what} {path}: no such file" + (f" (examples: {examples})" if examples else ""))
-    try:
-        values = yaml.safe_load(file.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
+    try:  # not only YAMLError: PyYAML's constructors raise ValueError (a: 2020-02-30), KeyError (a: !!bool x), ...
+        values = yaml.safe_load(file.read_text())
+    except Exception as err:
         raise error(f"{what} {path} is not valid YAML: {' '.join(str(err).split())[:300]}. Fix the file where the "
                     "message points") from None
+    values = {} if values is None else values  # an empty file (or only comments); not [] or 0 or false
     if not isinstance(values, dict):
         raise error(f"{what} {path}: expected a mapping of names to values, got {type(values).__name__}")
-    unknown = sorted(set(values) - valid_keys) if valid_keys is not None else []
+    unknown = sorted(set(values) - valid_keys, key=str) if valid_keys is not None else []
     if unknown:
         raise error(f"{what} {path}: unknown keys {unknown}; valid keys: {', '.join(sorted(valid_keys))}")
     return values
@@ -209,10 +233,12 @@ def parse_config(config_class_for: Callable[[str], type], argv: list[str] | None
     pre.add_argument("--config")
     pre.add_argument("--alg_name")
     known, _ = pre.parse_known_args(argv)
-    yaml_values = read_yaml_mapping(known.config, "--config") if known.config else {}
+    yaml_values = read_yaml_mapping(known.config, "--config") if known.config is not None else {}
+    check_yaml_types(RunConfig, {key: yaml_values[key] for key in ("alg_name",) if key in yaml_values},
+                     f"--config {known.config}")  # before it picks the dataclass
     config_class = config_class_for(known.alg_name or yaml_values.get("alg_name", default_alg))
     names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(yaml_values) - names)
+    unknown = sorted(set(yaml_values) - names, key=str)
     if unknown:
         raise ConfigError(f"--config {known.config}: unknown keys {unknown} for {config_class.__name__}; "
                           f"valid keys: {', '.join(sorted(names))}")

@@ -62,6 +62,17 @@ QUICK_PLAN = REPO / "configs" / "sweeps" / "reproduce_quick.yaml"
 PLAN_KEYS = {"name", "out", "seeds", "algorithms", "tasks", "data", "world_model", "flags", "training", "analysis",
              "slurm", "local"}
 ANALYSIS_DEFAULTS = {"convention_episodes": 50, "crossplay_episodes": 20, "videos": True, "bootstrap": 10_000}
+# What each key of a plan holds (null, like a missing key, means its default; seeds, algorithms and tasks are required).
+PLAN_TYPES = {"name": (str, "a string"), "out": (str, "a folder"),
+              "seeds": (list, "a non-empty list of integers >= 0"),
+              "algorithms": (list, "a non-empty list of algorithm names"),
+              "tasks": (list, "a non-empty list of task names"),
+              "data": (dict, "a mapping of scenario names to transition counts"),
+              "world_model": (dict, "a mapping of bodies to world-model flags"),
+              "flags": (dict, "a mapping of flag names to values"),
+              "training": (dict, "a mapping of bodies to {algorithm or '*': flags}"),
+              "analysis": (dict, f"a mapping with keys among {', '.join(ANALYSIS_DEFAULTS)}"),
+              "slurm": (dict, "a mapping"), "local": (dict, "a mapping")}
 WORLD_MODEL_ENTRY_POINT = "offline_marl.train_worldmodel"
 AGENT_BODIES = ("reacher",)  # bodies with the convention analysis and the cross-play matrices
 
@@ -92,9 +103,38 @@ def needs_world_model(alg: str) -> bool:
 def load_plan(path: str | Path) -> dict:
     file = Path(path)
     plan = read_yaml_mapping(file, "plan file", PLAN_KEYS, ReproduceError, "configs/sweeps/reproduce*.yaml")
-    for key in ("seeds", "algorithms", "tasks"):
-        if not plan.get(key) or not isinstance(plan[key], list):
-            raise ReproduceError(f"plan file {path}: `{key}` must be a non-empty list")
+    for key, (kind, text) in PLAN_TYPES.items():
+        if plan.get(key) is None:
+            plan.pop(key, None)
+        elif not isinstance(plan[key], kind):
+            raise ReproduceError(f"plan file {path}: `{key}` must be {text}, got {plan[key]!r}")
+    for key, valid in (("seeds", lambda seed: isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
+                       ("algorithms", lambda name: isinstance(name, str)),
+                       ("tasks", lambda name: isinstance(name, str))):
+        values = plan.get(key)
+        if not values or not all(valid(value) for value in values):
+            raise ReproduceError(f"plan file {path}: `{key}` must be {PLAN_TYPES[key][1]}, got {values!r}")
+        if len(set(values)) < len(values):
+            raise ReproduceError(f"plan file {path}: `{key}` lists a value twice: {values!r}")
+
+    def count(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    for key, valid in (("data", count), ("world_model", lambda value: isinstance(value, dict)),
+                       ("training", lambda value: isinstance(value, dict) and
+                        all(flags is None or isinstance(flags, dict) for flags in value.values()))):
+        bad = [value for value in (plan.get(key) or {}).values() if value is not None and not valid(value)]
+        if bad:
+            raise ReproduceError(f"plan file {path}: `{key}` must be {PLAN_TYPES[key][1]}, got {bad[0]!r} in it")
+    for key, value in (plan.get("analysis") or {}).items():
+        if key not in ANALYSIS_DEFAULTS or not (isinstance(value, bool) if key == "videos" else count(value)):
+            raise ReproduceError(f"plan file {path}: analysis `{key}: {value!r}`: its keys are "
+                                 f"{', '.join(ANALYSIS_DEFAULTS)}; videos is true or false, the others counts >= 1")
+    for section, keys in (("slurm", sweep.SLURM_KEYS), ("local", sweep.LOCAL_KEYS)):
+        try:
+            sweep.check_section(plan.get(section) or {}, keys, f"plan file {path}: {section}")
+        except sweep.SweepError as error:
+            raise ReproduceError(str(error)) from None
     plan.setdefault("name", file.stem)
     plan["analysis"] = {**ANALYSIS_DEFAULTS, **(plan.get("analysis") or {})}
     plan["file"] = str(file)
@@ -473,10 +513,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    sweep.check_resource_flags(parser, args)
     try:
         return reproduce(args, argv)
-    except ReproduceError as error:
+    except (ReproduceError, sweep.SweepError) as error:  # SweepError: its jobs (--seeds 0 0, a mapping as a flag)
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -59,6 +59,42 @@ def usable_cpus() -> int:
     return min(count, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else count
 
 
+def busy_cpus(cpus: set[int], seconds: float = 0.1) -> int:
+    """How many of `cpus` other processes kept more than half busy over `seconds` (Linux's /proc/stat; 0 where
+    it cannot be read)."""
+    def sample() -> dict[int, tuple[int, int]]:
+        times = {}
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                values = [int(x) for x in fields]
+                times[int(name[3:])] = (sum(values), values[3] + values[4])  # total, idle + iowait
+        return times
+
+    try:
+        before = sample()
+        time.sleep(seconds)
+        after = sample()
+    except (OSError, ValueError, IndexError):
+        return 0
+    busy = 0
+    for cpu, (total, idle) in after.items():
+        elapsed = total - before.get(cpu, (total, idle))[0]
+        if elapsed > 0 and 1 - (idle - before[cpu][1]) / elapsed > 0.5:
+            busy += 1
+    return busy
+
+
+def choose_threads() -> int:
+    """torch's threads for a run: the usable CPUs (`usable_cpus`) that other processes are not keeping busy, at
+    least one, and never more than OMP_NUM_THREADS or torch's own default. On a shared machine this keeps a run from
+    spinning OpenMP threads against the other processes (measured: `python -m benchmarks updates`, CONTENTION lines);
+    on an idle one it takes every usable CPU."""
+    cpus = os.sched_getaffinity(0)
+    free = min(usable_cpus(), len(cpus) - busy_cpus(cpus))
+    return max(1, min(torch.get_num_threads(), free))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -224,6 +260,10 @@ def prepare_run_dir(config: RunConfig) -> Path:
     run has produced anything (a run that failed before its first metric row or checkpoint is replaced).
     Temporaries left by a killed writer are removed."""
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
+    blocking = next((folder for folder in (run_dir, *run_dir.parents) if folder.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise RunDirConflictError(f"--run_dir {run_dir}: {blocking} is a file, not a folder; nothing was changed. "
+                                  "Fix: choose another --run_dir / --run_name")
     config_file = run_dir / "config.yaml"
     resolved = {**config.to_dict(), "run_dir": str(run_dir)}
     produced = [name for name in RUN_FILES if (run_dir / name).is_file() and (run_dir / name).stat().st_size]
@@ -287,11 +327,14 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, RunContext], 
     A learner without `act` (a world model) is not evaluated in the simulator.
     """
     device = resolve_device(config.device)
-    torch.set_num_threads(min(torch.get_num_threads(), usable_cpus()))  # torch's default counts all the cores
+    threads = choose_threads()
+    if threads < min(torch.get_num_threads(), usable_cpus()):
+        print(f"{threads} torch thread(s): other processes keep the rest of the {usable_cpus()} usable CPUs busy")
+    torch.set_num_threads(threads)
+    task = get_task(config.task_name)
+    dataset = load_dataset(task, path=config.dataset_path) if needs_dataset else None  # refused before writing
     run_dir = prepare_run_dir(config)
     seed_everything(config.seed)
-    task = get_task(config.task_name)
-    dataset = load_dataset(task, path=config.dataset_path) if needs_dataset else None
     context = RunContext.of(task, device, dataset, config.memory_len,
                             dataset.reward_scale() if dataset is not None and uses_reward_scale else 1.0)
     data, views = context.data, agent_views(task)

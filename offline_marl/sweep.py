@@ -70,6 +70,29 @@ SWEEP_KEYS = {"name", "entry_point", "runs_dir", "seeds", "flags", "grid", "slur
 SLURM_KEYS = {"partition", "time_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism",
               "max_num_timeout", "signal_delay_s", "setup", "additional_parameters"}
 LOCAL_KEYS = {"jobs", "threads"}
+# What each top-level key of a sweep file holds (null, like a missing key, means its default).
+SWEEP_TYPES = {"name": (str, "a string"), "entry_point": (str, "a module name"), "runs_dir": (str, "a folder"),
+               "seeds": (list, "a list of integers >= 0"), "flags": (dict, "a mapping of flag names to values"),
+               "grid": ((dict, list), "a mapping of flag names to values or lists, or a list of such mappings"),
+               "slurm": (dict, "a mapping"), "local": (dict, "a mapping")}
+
+
+def _count(low: int):
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+# What each key of the `slurm:` and `local:` sections takes (null: the default); reproduction plans share them.
+SECTION_VALUES = {
+    "jobs": (_count(1), "an integer >= 1"), "threads": (_count(1), "an integer >= 1"),
+    "time_min": (_count(1), "an integer >= 1"), "cpus_per_task": (_count(1), "an integer >= 1"),
+    "gpus_per_node": (_count(0), "an integer >= 0"), "array_parallelism": (_count(1), "an integer >= 1"),
+    "max_num_timeout": (_count(0), "an integer >= 0"), "signal_delay_s": (_count(0), "an integer >= 0"),
+    "mem_gb": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf"),
+               "a number > 0"),
+    "partition": (lambda v: isinstance(v, str), "a string"),
+    "setup": (lambda v: isinstance(v, list) and all(isinstance(line, str) for line in v), "a list of shell lines"),
+    "additional_parameters": (lambda v: isinstance(v, dict), "a mapping"),
+}
 # Grid keys that are part of the run folder's path rather than of its variant name.
 PATH_KEYS = ("alg_name", "task_name")
 # Environment variables a job takes from the shell that submitted it (where data, caches and
@@ -129,14 +152,36 @@ class JobSpec:
 def load_sweep(path: str | Path) -> dict:
     file = Path(path)
     sweep = read_yaml_mapping(file, "sweep file", SWEEP_KEYS, SweepError, "configs/sweeps/*.yaml")
+    for key, (kind, text) in SWEEP_TYPES.items():
+        if sweep.get(key) is None:
+            sweep.pop(key, None)
+        elif not isinstance(sweep[key], kind):
+            raise SweepError(f"sweep file {path}: `{key}` must be {text}, got {sweep[key]!r}")
     for section, keys in (("slurm", SLURM_KEYS), ("local", LOCAL_KEYS)):
-        bad = sorted(set(sweep.get(section) or {}) - keys)
-        if bad:
-            raise SweepError(f"sweep file {path}: unknown {section} keys {bad}; valid: {', '.join(sorted(keys))}")
+        check_section(sweep.get(section) or {}, keys, f"sweep file {path}: {section}")
     if "entry_point" not in sweep:
         raise SweepError(f"sweep file {path}: `entry_point` is missing (a module such as offline_marl.train_agents)")
     sweep.setdefault("name", file.stem)
     return sweep
+
+
+def check_section(values: dict, keys: set, where: str) -> None:
+    """Refuse unknown keys and values of the wrong type in a `slurm:` / `local:` mapping."""
+    bad = sorted(set(values) - keys, key=str)
+    if bad:
+        raise SweepError(f"{where}: unknown keys {bad}; valid: {', '.join(sorted(keys))}")
+    for key, value in values.items():
+        valid, text = SECTION_VALUES[key]
+        if value is not None and not valid(value):
+            raise SweepError(f"{where}: `{key}` must be {text}, got {value!r}")
+
+
+def check_resource_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse --jobs, --threads and the Slurm resource flags out of their range (as the file's sections are)."""
+    for key, (valid, text) in SECTION_VALUES.items():
+        value = getattr(args, key, None)
+        if value is not None and not valid(value):
+            parser.error(f"--{key} must be {text}, got {value}")
 
 
 def _format(value, point: dict):
@@ -147,6 +192,9 @@ def _format(value, point: dict):
         except (KeyError, IndexError) as error:
             raise SweepError(f"flag value {value!r} names {error} which is not a grid key or `seed`; "
                              f"available: {', '.join(sorted(point))}") from None
+        except (ValueError, AttributeError, TypeError) as error:
+            raise SweepError(f"flag value {value!r} is not a valid template ({error}); write {{KEY}} for a grid "
+                             "value or `seed`, {{ and }} for a literal brace") from None
     if isinstance(value, list):
         return [_format(item, point) for item in value]
     return value
@@ -156,6 +204,9 @@ def flag_arguments(flags: dict) -> list[str]:
     """{key: value} -> ['--key', 'value', ...] the way the entry points' parsers read them."""
     argv = []
     for key, value in flags.items():
+        if isinstance(value, dict) or (isinstance(value, (list, tuple)) and
+                                       not all(isinstance(item, (str, int, float)) for item in value)):
+            raise SweepError(f"flag {key}: {value!r} is not a value, a list of values or null")
         if value is None:
             continue
         if isinstance(value, bool):
@@ -177,8 +228,8 @@ def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | N
     """Every (grid point, seed) as a JobSpec; run folders are checked to be distinct."""
     runs_dir = Path(runs_dir or sweep.get("runs_dir") or Path("runs") / sweep["name"]).absolute()
     seeds = list(seeds if seeds is not None else sweep.get("seeds", [0]))
-    if not seeds or not all(isinstance(seed, int) for seed in seeds):
-        raise SweepError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    if not seeds or not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds):
+        raise SweepError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     fixed = sweep.get("flags") or {}
     grids = sweep.get("grid") or {}
     grids = grids if isinstance(grids, list) else [grids]
@@ -189,6 +240,11 @@ def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | N
             raise SweepError(f"each grid must be a mapping of flag names to values or lists, got {grid!r}")
         grid = dict(grid)
         variant_name = grid.pop("variant", None)
+        if variant_name is not None and not isinstance(variant_name, str):
+            raise SweepError(f"a grid's `variant` must be a string (the name of its run folders), got {variant_name!r}")
+        names = [key for key in [*fixed, *grid] if not isinstance(key, str) or not key]
+        if names:
+            raise SweepError(f"flag names must be non-empty strings (flag_name: value), got {names!r}")
         axes = {key: value for key, value in grid.items() if isinstance(value, list)}
         for key, value in axes.items():
             if not value:
@@ -475,7 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     split = argv.index("--") if "--" in argv else len(argv)
-    args = build_parser().parse_args(argv[:split])
+    parser = build_parser()
+    args = parser.parse_args(argv[:split])
+    check_resource_flags(parser, args)
     extra = argv[split + 1:]
     try:
         sweep = load_sweep(args.sweep)

@@ -11,13 +11,16 @@
    elbow convention the team ends its episodes in (`offline_marl.conventions`); print the
    agreement and consistency, then the normalised score.
 Everything goes under --out_dir (default runs/demo); rerunning reuses the data and the world model
-and resumes or reuses the MOMA-PPO run.
+and resumes or reuses the MOMA-PPO run. A world model an earlier demo trained on other data or with other
+settings is moved, with the MOMA-PPO run trained in it, to --out_dir/previous-TIME/ and built again.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -33,9 +36,12 @@ from dzsc.datasets.experts import elbow_convention  # noqa: E402
 from dzsc.datasets.generate import generate  # noqa: E402
 from dzsc.datasets.hdf5 import load_hdf5, save_hdf5  # noqa: E402
 from offline_marl import train_rl_model_based  # noqa: E402
+from offline_marl.config import run_cli  # noqa: E402
 from offline_marl.conventions import analyse_run  # noqa: E402
+from offline_marl.errors import ConfigError  # noqa: E402
 from offline_marl.train_worldmodel import train_world_model  # noqa: E402
-from offline_marl.world_model_training import WorldModelConfig  # noqa: E402
+from offline_marl.world_model import CorruptWorldModelError, EnsembleWorldModel, dataset_fingerprint  # noqa: E402
+from offline_marl.world_model_training import WorldModelConfig, reusable  # noqa: E402
 
 TASK = "reacher-expert-mix-gen_2x1first_0"
 SCENARIO = "reacher-expert-mix-gen"
@@ -53,15 +59,34 @@ def ensure_data(path: Path, size: int, seed: int) -> None:
         if metadata.get("size") == size and metadata.get("seed") == seed:
             print(f"reusing {path}")
             return
-        raise SystemExit(f"{path} exists with other settings (size {metadata.get('size')}, seed {metadata.get('seed')}); "
-                         "remove it or pass --out_dir elsewhere")
+        raise ConfigError(f"{path} exists with other settings (size {metadata.get('size')}, seed "
+                          f"{metadata.get('seed')}); remove it or pass --out_dir elsewhere")
     arrays, metadata = generate(SCENARIO, size, seed)
     save_hdf5(path, arrays, metadata)
     print(f"generated {size} transitions -> {path}")
 
 
-def plot_dataset(data_path: Path, out: Path) -> None:
-    data = load_dataset(TASK, path=data_path)
+def set_aside_stale_outputs(out: Path, world_model_path: Path, data, config: WorldModelConfig) -> None:
+    """Move an earlier demo's world model made from other data or settings, and the MOMA-PPO run trained in it,
+    to out/previous-TIME/: nothing is deleted, and this demo builds both again."""
+    if not world_model_path.is_file():
+        return
+    try:
+        reason = reusable(EnsembleWorldModel.load(world_model_path, "cpu").info, dataset_fingerprint(data), config)
+    except CorruptWorldModelError as error:
+        reason = str(error)
+    if reason is None:
+        return
+    previous = out / f"previous-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}"
+    previous.mkdir(parents=True)
+    for name in ("world_model", "moma-ppo"):
+        if (out / name).exists():
+            shutil.move(str(out / name), str(previous / name))
+    print(f"the world model of an earlier demo in {out} does not fit ({reason}); it and its MOMA-PPO run were moved "
+          f"to {previous}, building them again")
+
+
+def plot_dataset(data, out: Path) -> None:
     scores = data.normalized_scores()
     conventions = elbow_convention(data.next_observations[data.episode_ends])
     print(f"dataset {TASK}: {len(data)} transitions, {data.n_episodes} episodes; episode normalised score "
@@ -105,11 +130,14 @@ def main() -> None:
     plots.mkdir(parents=True, exist_ok=True)
     data_path = out / "data" / f"{SCENARIO}.hdf5"
     ensure_data(data_path, args.size, args.seed)
-    plot_dataset(data_path, plots)
+    data = load_dataset(TASK, path=data_path)
+    plot_dataset(data, plots)
 
     world_model_path = out / "world_model" / "world_model.pt"  # in its run folder, out/world_model/
-    train_world_model(WorldModelConfig(task_name=TASK, seed=args.seed, dataset_path=str(data_path),
-                                       world_model_path=str(world_model_path), device="cpu", **WORLD_MODEL_FLAGS))
+    config = WorldModelConfig(task_name=TASK, seed=args.seed, dataset_path=str(data_path),
+                              world_model_path=str(world_model_path), device="cpu", **WORLD_MODEL_FLAGS)
+    set_aside_stale_outputs(out, world_model_path, data, config)
+    train_world_model(config, dataset=data)
     print(f"[{time.perf_counter() - start:.0f} s] world model ready; training MOMA-PPO")
 
     run_dir = out / "moma-ppo"
@@ -130,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -18,7 +18,8 @@ import numpy as np
 
 from dzsc.datasets.sources import load_transitions
 from dzsc.datasets.transitions import TRANSITION_KEYS, validate_transitions
-from dzsc.errors import EnvironmentMismatchError, ShapeError
+from dzsc.envs import action_bounds
+from dzsc.errors import CorruptDatasetError, EnvironmentMismatchError, ShapeError
 from dzsc.partitions import BODIES
 from dzsc.scores import normalized_score
 from dzsc.partitions.layout import EnvSpec
@@ -231,12 +232,30 @@ def check_recorded_environment(task: Task, info: dict) -> None:
         + "give the task its own data (python -m dzsc.datasets.generate --scenario ... or --dataset_path)")
 
 
+ACTION_TOLERANCE = 1e-5  # float32 storage of a bound, with room for a writer's rounding
+
+
+def check_actions_in_bounds(task: Task, actions: np.ndarray, source: str) -> None:
+    """Refuse actions outside the task's action space: the simulator clips every action it executes, so such rows
+    do not describe what happened, and a file that has them was recorded for another body or scale."""
+    low, high = action_bounds(task)
+    outside = (actions < low - ACTION_TOLERANCE) | (actions > high + ACTION_TOLERANCE)
+    if outside.any():
+        rows = np.flatnonzero(outside.any(axis=1))
+        raise CorruptDatasetError(
+            f"{source}: {len(rows)} row(s) hold actions outside {task.env_id}'s action space [{low.min():g}, "
+            f"{high.max():g}] (first at row {int(rows[0])}: {actions[rows[0]].tolist()}). Fix: check that the file "
+            "belongs to this task, or clip its actions to the bounds if that is what was executed")
+
+
 def load_dataset(task: Task | str, path: str | None = None, data_dir: str | None = None,
                  allow_download: bool = True) -> OfflineDataset:
     """Load a task's dataset from the first source that has it (see `dzsc.datasets.sources`), checked to be
-    recorded in the task's environment where the file says which (`check_recorded_environment`)."""
+    recorded in the task's environment where the file says which (`check_recorded_environment`), with actions inside
+    its action space (`check_actions_in_bounds`)."""
     task = get_task(task) if isinstance(task, str) else task
     arrays, info = load_transitions(task.scenario, task.obs_dim, task.action_dim, path=path,
                                     data_dir=data_dir, allow_download=allow_download)
     check_recorded_environment(task, info)
+    check_actions_in_bounds(task, arrays["actions"], info.get("path", task.scenario))
     return OfflineDataset.from_arrays(task, arrays, info)

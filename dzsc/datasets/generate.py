@@ -188,6 +188,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.size <= 0:
         parser.error(f"--size must be positive, got {args.size}")
+    if args.n_envs <= 0:
+        parser.error(f"--n_envs must be positive, got {args.n_envs}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0 (numpy seeds are non-negative), got {args.seed}")
     out = args.out or str(generated_path(args.scenario))
     try:
         start = time.perf_counter()

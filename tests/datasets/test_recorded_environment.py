@@ -8,7 +8,13 @@ from dzsc.datasets.dataset import load_dataset, recorded_environment
 from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import load_hdf5, save_hdf5
 from dzsc.errors import EnvironmentMismatchError
-from tests.datasets.test_sources import small_arrays
+from tests.datasets.test_sources import small_arrays as exact_arrays
+
+
+def small_arrays(**sizes) -> dict:
+    """`test_sources.small_arrays` with its actions scaled into the action space [-1, 1]."""
+    arrays = exact_arrays(**sizes)
+    return {**arrays, "actions": arrays["actions"] / arrays["actions"].max()}
 
 
 def test_a_generated_file_records_its_environment_and_round_trips(tmp_path):
@@ -63,3 +69,16 @@ def test_minari_env_specs_are_read_and_unset_arguments_do_not_count():
     with pytest.raises(EnvironmentMismatchError, match="hopper-medium-gen"):
         check_recorded_environment(get_task("hopper-medium-v2_3x1_0"), minari)
     assert recorded_environment({"env_spec": "not json"}) is None
+
+
+def test_actions_outside_the_action_space_are_refused(tmp_path):
+    from dzsc.errors import CorruptDatasetError
+
+    arrays = small_arrays(n=4, obs_dim=11, action_dim=3)
+    on_bounds = {**arrays, "actions": arrays["actions"] * 0 + [[1.0, -1.0, 1.0]]}
+    assert len(load_dataset("hopper-random-gen_3x1_0", path=str(save_hdf5(tmp_path / "a.hdf5", on_bounds)))) == 4
+    beyond = {**arrays, "actions": arrays["actions"].copy()}
+    beyond["actions"][2, 1] = 1.001
+    with pytest.raises(CorruptDatasetError, match=r"1 row\(s\) hold actions outside Hopper-v5's action space "
+                                                  r"\[-1, 1\] \(first at row 2"):
+        load_dataset("hopper-random-gen_3x1_0", path=str(save_hdf5(tmp_path / "b.hdf5", beyond)))

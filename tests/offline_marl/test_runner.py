@@ -204,14 +204,22 @@ def test_run_files_without_a_config_are_refused_and_left_alone(reacher_c_path, t
     assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.jsonl"]
 
 
-def test_a_run_that_failed_at_start_up_does_not_block_the_corrected_one(reacher_c_path, train_args, tmp_path):
+def test_a_run_that_failed_at_start_up_does_not_block_the_corrected_one(reacher_c_path, train_args, tmp_path,
+                                                                        monkeypatch):
+    from offline_marl import runner
+
+    def fail(*args, **kwargs):
+        raise ConfigError("start-up failed")
+
     run_dir = tmp_path / "run"
-    with pytest.raises(Exception, match="missing.hdf5"):
-        main(train_args("bc", str(tmp_path / "missing.hdf5"), run_dir, 10, **SMALL))
+    with monkeypatch.context() as patch:
+        patch.setattr(runner.RunContext, "of", fail)
+        with pytest.raises(ConfigError, match="start-up failed"):
+            main(train_args("bc", reacher_c_path, run_dir, 10, hidden_sizes="32", batch_size="16"))
     assert (run_dir / "config.yaml").is_file()  # the failed start wrote its configuration, and nothing else
     summary = main(train_args("bc", reacher_c_path, run_dir, 10, **SMALL))
     assert summary["steps"] == 10
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["dataset_path"] == reacher_c_path
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["batch_size"] == 32
 
 
 def test_metrics_without_their_checkpoint_are_refused_not_restarted(reacher_c_path, train_args, tmp_path):
@@ -273,3 +281,59 @@ def test_threads_follow_the_cpus_the_run_may_use(monkeypatch):
     assert usable_cpus() == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
     assert usable_cpus() == 1
+
+
+def test_threads_leave_the_cpus_other_processes_keep_busy(monkeypatch):
+    from offline_marl import runner
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    for busy, threads in ((0, 4), (1, 3), (3, 1), (4, 1)):
+        monkeypatch.setattr(runner, "busy_cpus", lambda cpus, busy=busy: busy)
+        assert runner.choose_threads() == threads
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # OMP_NUM_THREADS=2, or torch's default
+    monkeypatch.setattr(runner, "busy_cpus", lambda cpus: 0)
+    assert runner.choose_threads() == 2
+
+
+def test_busy_cpus_reads_the_kernel_counters(monkeypatch, tmp_path):
+    from offline_marl import runner
+
+    samples = iter(["cpu  9 9 9 9 9 9 9\ncpu0 100 0 0 100 0 0 0\ncpu1 100 0 0 100 0 0 0\n",
+                    "cpu  9 9 9 9 9 9 9\ncpu0 190 0 0 110 0 0 0\ncpu1 110 0 0 190 0 0 0\n"])
+    monkeypatch.setattr(runner.Path, "read_text", lambda self: next(samples))
+    assert runner.busy_cpus({0, 1}, seconds=0.0) == 1  # cpu0 was 90 % busy, cpu1 10 %
+
+
+def test_file_system_errors_end_in_one_message_and_nothing_changes(reacher_c_path, train_args, tmp_path, capsys,
+                                                                   monkeypatch):
+    import errno
+
+    from offline_marl import runner
+    from offline_marl.config import run_cli
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: main(train_args("bc", reacher_c_path, a_file / "run", 4, **SMALL)))
+    assert exit_info.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me"
+
+    def full_disk(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runner, "write_atomically", full_disk)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: main(train_args("bc", reacher_c_path, tmp_path / "run", 4, **SMALL)))
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.count("\n") == 1 and "Traceback" not in message
+    assert "No space left on device" in message and "free some space" in message and "config.yaml" in message
+
+
+def test_a_missing_dataset_is_refused_before_the_run_folder_is_written(train_args, tmp_path):
+    from dzsc.errors import DatasetNotFoundError
+
+    with pytest.raises(DatasetNotFoundError):
+        main(train_args("bc", str(tmp_path / "missing.hdf5"), tmp_path / "run", 4, **SMALL))
+    assert not (tmp_path / "run").exists()
