@@ -5,7 +5,7 @@ in our simulator by the caller, from the exported TorchScript file).
     python benchmarks/d3rlpy_quality_peer.py DATA.hdf5 ALG UPDATES SEED REWARD_SCALE THREADS OUT.pt
         -> one JSON line {"updates_per_s": ...}
 
-The settings mirror ours (offline_marl/algos, configs/*.yaml): 2x256 MLPs for every network, batch 256,
+The settings mirror ours (offline_marl/algos, the configs' defaults): 2x256 MLPs for every network, batch 256,
 rewards multiplied by REWARD_SCALE (ours: 1000 / (max - min episode return) for IQL, 1 otherwise),
 - bc: d3rlpy's default deterministic BC (MSE), learning rate 3e-4 (ours: actor_lr);
 - iql: expectile 0.7, weight temperature 3, max weight 100, the actor's learning rate on a cosine

@@ -2,7 +2,7 @@
 
     python offline_marl/train_rl.py --task_name reacher-expert-C-gen_2x1_0
     python -m offline_marl.train_rl --task_name reacher-expert-C-gen_2x1_0 --seed 1 --collect_size 1000000
-    python -m offline_marl.train_rl --config configs/mappo.yaml --task_name ant-expert-gen_2x4_0 --collect_size 1000000
+    python -m offline_marl.train_rl --config configs/ant_expert.yaml   # the ant expert and its replay data
 
 One training step is one PPO iteration: `n_envs` simulators step in lockstep for `rollout_len` steps
 (the agents' actions of all simulators come from one batched forward pass), then `MAPPO.update` runs on

@@ -1,9 +1,7 @@
 """MA-PPO: GAE, invalid steps, padded agents, memory (history windows, ratios, K = 0 unchanged), online
 learning on reacher, train_rl.py end to end and resume."""
 import copy
-import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,12 +241,7 @@ def test_train_rl_with_memory_runs_and_resumes_exactly(tmp_path):
     assert rows(tmp_path / "resumed") == straight
 
 
-def test_config_file_holds_the_defaults_and_bad_values_are_refused(tmp_path):
-    values = yaml.safe_load((Path(__file__).parents[2] / "configs" / "mappo.yaml").read_text())
-    defaults = {f.name: f.default for f in dataclasses.fields(MAPPOConfig)}
-    for key, value in values.items():
-        expected = defaults[key]
-        assert (list(expected) if isinstance(expected, tuple) else expected) == value, key
+def test_bad_values_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="--history_dim"):
         main(["--run_dir", str(tmp_path / "r"), "--memory_len", "4", "--history_dim", "0"])
     with pytest.raises(ConfigError, match="--collect_size records with dzsc's collector"):

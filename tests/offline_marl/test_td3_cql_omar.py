@@ -6,7 +6,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from offline_marl import registry
 from offline_marl.algos.cql import CQL, CQLConfig, cql_regularizer, q_with_proposals, sample_policy, uniform_proposals
 from offline_marl.algos.itd3_bc import (ITD3BC, ITD3BCConfig, first_critic, smoothed_action,
                                         td3_target)
@@ -328,18 +327,3 @@ def test_invalid_flags_are_refused(alg_name, flag, value, tmp_path):
 
     with pytest.raises(ConfigError, match=flag):
         main(["--alg_name", alg_name, "--run_dir", str(tmp_path), f"--{flag}", value])
-
-
-@pytest.mark.parametrize("name", ["itd3-bc", "cql", "omar"])
-def test_config_files_hold_the_defaults(name):
-    import dataclasses
-    from pathlib import Path
-
-    import yaml
-
-    config_class = registry.algorithm(name).config_class
-    values = yaml.safe_load((Path(__file__).parents[2] / "configs" / f"{name}.yaml").read_text())
-    defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
-    for key, value in values.items():
-        expected = defaults[key]
-        assert (list(expected) if isinstance(expected, tuple) else expected) == value, key

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.generate import generate
@@ -302,16 +301,6 @@ def test_script_exits_2_with_the_message(monkeypatch, capsys):
         runpy.run_module("offline_marl.train_worldmodel", run_name="__main__")
     assert exit_info.value.code == 2
     assert "--validation_fraction must be in (0, 1)" in capsys.readouterr().err
-
-
-def test_config_file_holds_the_defaults():
-    values = yaml.safe_load((Path(__file__).parents[2] / "configs" / "world_model.yaml").read_text())
-    defaults = {f.name: f.default for f in dataclasses.fields(WorldModelConfig)}
-    assert {"ensemble_size", "n_elites", "hidden_sizes", "lr", "weight_decay", "patience"} <= set(values)
-    for key, value in values.items():
-        expected = defaults[key]
-        assert (list(expected) if isinstance(expected, tuple) else expected) == value, key
-    WorldModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}).validate()
 
 
 def test_help_documents_every_flag(capsys):
