@@ -46,7 +46,7 @@ import torch
 
 from dzsc.tasks import Task
 
-# Reacher-v5 observation layout (checked against the model in tests/datasets/test_experts.py).
+# Reacher-v5 observation layout (checked against the model in tests/dzsc/datasets/test_experts.py).
 REACHER_OBS_COS = slice(0, 2)
 REACHER_OBS_SIN = slice(2, 4)
 REACHER_OBS_TARGET = slice(4, 6)

@@ -8,7 +8,7 @@ from dzsc.datasets.dataset import load_dataset, recorded_environment
 from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import load_hdf5, save_hdf5
 from dzsc.errors import EnvironmentMismatchError
-from tests.datasets.test_sources import small_arrays as exact_arrays
+from tests.dzsc.datasets.test_sources import small_arrays as exact_arrays
 
 
 def small_arrays(**sizes) -> dict:

@@ -8,7 +8,7 @@ from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import load_hdf5, load_simulator_states, save_hdf5
 from dzsc.datasets.replay import replay
 from dzsc.errors import CorruptDatasetError
-from tests.datasets.test_sources import small_arrays
+from tests.dzsc.datasets.test_sources import small_arrays
 
 
 def test_states_round_trip_exactly(tmp_path):
