@@ -12,13 +12,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from dzsc.datasets.dataset import gather_agents
 from dzsc.envs import MultiAgentEnv, agent_joints
 from dzsc.partitions import BODIES
 from dzsc.partitions.colours import AGENT_COLOURS
 from dzsc.scores import normalized_score
 from dzsc.tasks import Task
-from offline_marl.data import agent_history, empty_history, extend_history
+from offline_marl.data import agent_history, empty_history, extend_history, merge_agents, split_agents
 
 Policy = Callable[[torch.Tensor, dict | None], torch.Tensor]
 
@@ -27,31 +26,28 @@ def evaluate(policy: Policy, task: Task, views: dict, n_episodes: int, seed: int
              memory_len: int = 0, record_video: bool = False) -> dict:
     """Run `n_episodes` deterministic episodes (reset seeds seed, seed+1, ...).
 
-    `views` are the dataset's padded index matrices (numpy). Returns the mean return, the normalised
-    score, per-episode returns, each episode's last global observation (`final_observations`, numpy
-    [n_episodes, obs_dim]) and, with `record_video`, the frames of episode 0.
+    `views` are the task's padded index matrices (numpy or torch, `dzsc.datasets.dataset.agent_views`); the agents'
+    observations are split from and their actions merged into the global ones by `split_agents` / `merge_agents`.
+    Returns the mean return, the normalised score, per-episode returns, each episode's last global observation
+    (`final_observations`, numpy [n_episodes, obs_dim]) and, with `record_video`, the frames of episode 0.
     """
     envs = [MultiAgentEnv(task, render_mode="rgb_array" if record_video and k == 0 else None, width=256, height=256)
             for k in range(n_episodes)]
     global_obs = np.stack([env.reset(seed=seed + k)[1]["global_obs"] for k, env in enumerate(envs)])
     returns, active = np.zeros(n_episodes), np.ones(n_episodes, dtype=bool)
     history = empty_history(n_episodes, memory_len, task.obs_dim, task.action_dim, device)  # global windows
-    torch_views = {key: torch.as_tensor(value, device=device) for key, value in views.items()}
-    valid_actions = views["action_mask"]
+    views = {key: torch.as_tensor(value, device=device) for key, value in views.items()}
     frames = []
     while active.any():
         if record_video and active[0]:
             frames.append(envs[0].render())
-        agent_obs = torch.as_tensor(gather_agents(global_obs, views["obs_index"], views["obs_mask"]),
-                                    dtype=torch.float32, device=device).swapaxes(0, 1)
+        agent_obs = split_agents(torch.as_tensor(global_obs, dtype=torch.float32, device=device), views)
         with torch.no_grad():
-            agent_actions = policy(agent_obs, agent_history(history, torch_views) if memory_len else None)
-            agent_actions = agent_actions.swapaxes(0, 1).cpu().numpy()  # [E, n, act]
-        actions = np.zeros((n_episodes, task.action_dim))
-        actions[:, views["action_index"][valid_actions]] = agent_actions[:, valid_actions]
+            agent_actions = policy(agent_obs, agent_history(history, views) if memory_len else None)
+            global_actions = merge_agents(agent_actions, views, task.action_dim)
+        actions = global_actions.cpu().numpy().astype(np.float64)
         if memory_len:  # finished episodes' windows change too, but they act no more
-            history = extend_history(history, torch.as_tensor(global_obs, device=device),
-                                     torch.as_tensor(actions, device=device))
+            history = extend_history(history, torch.as_tensor(global_obs, device=device), global_actions)
         for k in np.flatnonzero(active):
             next_obs, reward, terminated, truncated, _ = envs[k].step_global(actions[k])
             returns[k] += reward

@@ -74,7 +74,6 @@ class ModelRolloutConfig:
     def validate_rollouts(self) -> None:
         if self.perfect_wm and self.world_model:
             raise ConfigError("--perfect_wm and --world_model exclude each other: the perfect model is the simulator")
-        self.rollout_penalty(math.inf if self.cut_threshold is None else self.cut_threshold).validate()
 
 
 def make_rollout_env(config, context) -> RolloutEnv:

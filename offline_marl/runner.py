@@ -337,7 +337,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, RunContext], 
     seed_everything(config.seed)
     context = RunContext.of(task, device, dataset, config.memory_len,
                             dataset.reward_scale() if dataset is not None and uses_reward_scale else 1.0)
-    data, views = context.data, agent_views(task)
+    data, views = context.data, context.views
     algorithm = build_algorithm(config, context)
     if data is not None and hasattr(algorithm, "set_observation_statistics"):  # learners that normalise inputs
         algorithm.set_observation_statistics(*data.observation_statistics())
