@@ -27,11 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from dzsc.datasets.dataset import agent_views
 from dzsc.envs import MultiAgentEnv
 from dzsc.tasks import get_task
 from offline_marl.algos.mappo import MAPPO, GaussianActor, MAPPOConfig
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, device_views
 from offline_marl.algos import online_mappo
 from offline_marl.runner import RunContext
 
@@ -74,7 +73,7 @@ class LoopActor(nn.Module):
 
 def space_of(task_name: str) -> AgentSpace:
     task = get_task(task_name)
-    return AgentSpace.of_task(task, {key: torch.as_tensor(value) for key, value in agent_views(task).items()})
+    return AgentSpace.of_task(task, device_views(task, "cpu"))
 
 
 def random_rollout(space: AgentSpace, seed: int, device: torch.device) -> dict:

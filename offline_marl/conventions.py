@@ -73,7 +73,7 @@ from dzsc.datasets.experts import EXPERT_ELBOW_SIGN, OBS_COS, OBS_SIN, OBS_TARGE
     elbow_convention, wrap_angle
 from dzsc.tasks import Task, get_task
 from offline_marl.config import run_cli
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, device_views
 from offline_marl.errors import ConfigError
 from offline_marl.evaluate_ad_hoc_teamplay import EVAL_SEED, Team, find_run_dirs, load_run
 from offline_marl.evaluation import evaluate
@@ -170,7 +170,7 @@ def analyse_policy(policy: Callable, task: Task | str, episodes: int = 50, eval_
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
     classifier = classifier or ConventionClassifier()
-    result = evaluate(policy, task, agent_views(task), episodes, eval_seed, torch.device(device), memory_len)
+    result = evaluate(policy, task, device_views(task, device), episodes, eval_seed, torch.device(device), memory_len)
     per_episode = {"index": list(range(episodes)), "reset_seed": [eval_seed + k for k in range(episodes)],
                    **classifier.classify(result["final_observations"]),
                    "return": [float(r) for r in result["episode_returns"]]}
@@ -187,8 +187,7 @@ def analyse_run(run_dir: str | Path, episodes: int = 50, eval_seed: int = EVAL_S
         raise ConfigError(f"{run_dir} holds no checkpoints/last.pt: pass the folder of a finished or checkpointed run")
     config = load_checkpoint(checkpoint)["config"]
     task = get_task(config["task_name"])
-    views = agent_views(task)
-    space = AgentSpace.of_task(task, {key: torch.as_tensor(value, device=device) for key, value in views.items()})
+    space = AgentSpace.of_task(task, device_views(task, device))
     run = load_run(run_dir, space, torch.device(device))
     team = Team([run], [0] * task.n_agents)  # the run's own team (self-play)
     result = analyse_policy(team, task, episodes, eval_seed, device, run.memory_len, classifier)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dzsc.datasets.dataset import OfflineDataset, batch_views, gather_agents, history_views
+from dzsc.datasets.dataset import OfflineDataset, agent_views, batch_views, gather_agents, history_views
 from dzsc.datasets.transitions import TRANSITION_KEYS
 from dzsc.tasks import Task
 
@@ -34,6 +34,12 @@ class AgentSpace:
                    obs_mask=views["obs_mask"], action_mask=views["action_mask"])
 
 
+def device_views(task: Task, device: torch.device | str) -> dict:
+    """The task's padded agent index matrices and masks (`dzsc.datasets.dataset.agent_views`) as tensors on `device`:
+    what `split_agents`, `merge_agents`, `agent_batch` and `AgentSpace.of_task` read."""
+    return {key: torch.as_tensor(value, device=device) for key, value in agent_views(task).items()}
+
+
 class DeviceDataset:
     """Tensors of an OfflineDataset on one device, sampled with a seeded torch.Generator."""
 
@@ -42,7 +48,7 @@ class DeviceDataset:
         to = lambda array: torch.as_tensor(array, device=device)  # noqa: E731
         self.arrays = {key: to(getattr(dataset, key)) for key in TRANSITION_KEYS}
         self.arrays["rewards"] = self.arrays["rewards"] * reward_scale
-        self.views = {key: to(value) for key, value in dataset.views().items()}
+        self.views = device_views(dataset.task, device)
         self.episode_start_of = to(dataset.episode_start_of)
         self.episode_starts = to(dataset.episode_starts)
         self.space = AgentSpace.of_task(dataset.task, self.views)

@@ -36,11 +36,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dzsc.datasets.dataset import agent_views
 from dzsc.tasks import get_task
 from offline_marl import registry
 from offline_marl.config import run_cli
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, device_views
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
 from offline_marl.runner import load_checkpoint
@@ -131,13 +130,13 @@ def cross_play(run_dirs: list[Path], episodes: int = 20, eval_seed: int = EVAL_S
     configs = [load_checkpoint(d / "checkpoints" / "last.pt")["config"]
                for d in run_dirs]
     task = get_task(task_name or configs[0]["task_name"])
-    views = agent_views(task)
+    views = device_views(task, device)
     for run_dir, config in zip(run_dirs, configs):
-        other = agent_views(get_task(config["task_name"]))
-        if not all(np.array_equal(views[key], other[key]) for key in views):
+        other = device_views(get_task(config["task_name"]), device)
+        if not all(torch.equal(views[key], other[key]) for key in views):
             raise ConfigError(f"{run_dir} was trained on {config['task_name']}, whose agents observe or act differently "
                               f"from {task.name}'s; cross-play needs one agent split (body, agent_conf, obsk)")
-    space = AgentSpace.of_task(task, {key: torch.as_tensor(value, device=device) for key, value in views.items()})
+    space = AgentSpace.of_task(task, views)
     runs = [load_run(run_dir, space, device) for run_dir in run_dirs]
     memory_len = max(run.memory_len for run in runs)
     n = len(runs)

@@ -312,17 +312,16 @@ def _video(run_dir: Path, path: Path, device: str = "cpu") -> Path:
     import imageio
     import torch
 
-    from dzsc.datasets.dataset import agent_views
     from dzsc.tasks import get_task
     from offline_marl import evaluate_ad_hoc_teamplay as teamplay
-    from offline_marl.data import AgentSpace
+    from offline_marl.data import AgentSpace, device_views
     from offline_marl.evaluation import evaluate
     from offline_marl.runner import load_checkpoint
 
     config = load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]
     task = get_task(config["task_name"])
-    views = agent_views(task)
-    space = AgentSpace.of_task(task, {key: torch.as_tensor(value, device=device) for key, value in views.items()})
+    views = device_views(task, device)
+    space = AgentSpace.of_task(task, views)
     run = teamplay.load_run(run_dir, space, torch.device(device))
     result = evaluate(teamplay.Team([run], [0] * task.n_agents), task, views, 1, teamplay.EVAL_SEED,
                       torch.device(device), run.memory_len, record_video=True)

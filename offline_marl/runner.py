@@ -38,10 +38,10 @@ from tqdm import tqdm
 
 from dzsc.datasets import load_dataset
 from dzsc.files import remove_stale_temporaries, write_atomically
-from dzsc.datasets.dataset import OfflineDataset, agent_views
+from dzsc.datasets.dataset import OfflineDataset
 from dzsc.tasks import Task, get_task
 from offline_marl.config import RunConfig
-from offline_marl.data import AgentSpace, DeviceDataset
+from offline_marl.data import AgentSpace, DeviceDataset, device_views
 from offline_marl.errors import CheckpointError, ConfigError, RunDirConflictError, TrainingDivergedError
 from offline_marl.evaluation import evaluate, save_frame_strip
 
@@ -305,7 +305,7 @@ class RunContext:
     @classmethod
     def of(cls, task: Task, device: torch.device, dataset: OfflineDataset | None = None, memory_len: int = 0,
            reward_scale: float = 1.0) -> "RunContext":
-        views = {key: torch.as_tensor(value, device=device) for key, value in agent_views(task).items()}
+        views = device_views(task, device)
         data = DeviceDataset(dataset, device, memory_len, reward_scale) if dataset is not None else None
         return cls(task, views, AgentSpace.of_task(task, views), device, dataset, data)
 
