@@ -321,3 +321,17 @@ def test_default_path_is_one_model_per_dataset_and_seed():
     assert first == notip == Path("runs/world_models/reacher-expert-mix-gen/seed1/world_model.pt")
     path = default_world_model_path(get_task("reacher-expert-mix-gen_2x1first_0_DEV"), 1)
     assert path.parts[2] == "reacher-expert-mix-gen_DEV"
+
+
+def test_a_larger_step_budget_continues_a_model_that_stopped_at_its_budget(dataset, tmp_path, capsys):
+    path = tmp_path / "wm" / "world_model.pt"
+    kwargs = dict(world_model_path=str(path), dataset=dataset, **{k: v for k, v in TINY.items() if k != "device"})
+    first = load_or_train_world_model(TASK, 0, device="cpu", max_training_step=6, **kwargs)
+    assert first.info["metrics"]["stopped"] == "max_training_step" and first.info["metrics"]["steps"] == 6
+    longer = load_or_train_world_model(TASK, 0, device="cpu", max_training_step=12, **kwargs)
+    assert "training goes on from its checkpoint to 12" in capsys.readouterr().out
+    assert longer.info["metrics"]["steps"] == 12 and EnsembleWorldModel.load(path).info["metrics"]["steps"] == 12
+    rows = [json.loads(line) for line in (path.parent / "metrics.jsonl").read_text().splitlines()]
+    assert max(row["step"] for row in rows) == 12
+    with pytest.raises(ConfigError, match="max_training_step 12 -> 8"):  # a smaller budget is another model
+        load_or_train_world_model(TASK, 0, device="cpu", max_training_step=8, **kwargs)
