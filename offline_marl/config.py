@@ -189,6 +189,21 @@ def read_yaml_mapping(path: str | Path, what: str, valid_keys: set | None = None
     return values
 
 
+def is_count(value, low: int = 0) -> bool:
+    """An integer (not a bool) of at least `low`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def check_top_level_types(values: dict, types: dict, where: str, error: type) -> None:
+    """Drop the keys of a YAML mapping that are null (their defaults) and refuse values of another type:
+    `types` maps key -> (type or tuple of types, what it must be, in words)."""
+    for key, (kind, text) in types.items():
+        if values.get(key) is None:
+            values.pop(key, None)
+        elif not isinstance(values[key], kind):
+            raise error(f"{where}: `{key}` must be {text}, got {values[key]!r}")
+
+
 def _is_kind(value, kind: type) -> bool:
     """YAML's value as the flag's type, without coercion (a bool is no int, an int is a float)."""
     if kind is bool or kind is str:

@@ -257,12 +257,14 @@ def dataset_simulator(dataset: OfflineDataset, sample: int = 200) -> SimulatorEn
     states = None
     if path and str(path).lower().endswith((".hdf5", ".h5")) and os.path.isfile(path):
         states = load_simulator_states(path)
-    env = MultiAgentEnv(task)
+    simulator = SimulatorEnv(task)
+    env = simulator.envs[0]
     if states is not None and env.mujoco and states["qpos"].shape[1:] == (env.model.nq,) and (
             states["qvel"].shape[1:] == (env.model.nv,)) and len(states["qpos"]) >= len(dataset):
         print(f"perfect world model: rollouts start from the simulator states stored in {path} "
               "(infos/qpos, infos/qvel)")
-        return SimulatorEnv(task, {key: value[: len(dataset)] for key, value in states.items()})
+        simulator.states = {key: value[: len(dataset)] for key, value in states.items()}
+        return simulator
     rows = np.unique(np.linspace(0, len(dataset) - 1, min(sample, len(dataset))).astype(int))
     errors = []
     for row in rows:
@@ -275,4 +277,4 @@ def dataset_simulator(dataset: OfflineDataset, sample: int = 200) -> SimulatorEn
           f"their observations (largest one-step error {max(errors):.2g})"
           + (": velocities beyond the observation's clip (Hopper, Walker2d), or physics other than the recording's"
              if inexact else ""))
-    return SimulatorEnv(task)
+    return simulator

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from offline_marl import aggregate, registry, sweep
-from offline_marl.config import read_yaml_mapping
+from offline_marl.config import check_top_level_types, is_count, read_yaml_mapping
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = REPO / "configs" / "sweeps" / "reproduce.yaml"
@@ -103,12 +103,8 @@ def needs_world_model(alg: str) -> bool:
 def load_plan(path: str | Path) -> dict:
     file = Path(path)
     plan = read_yaml_mapping(file, "plan file", PLAN_KEYS, ReproduceError, "configs/sweeps/reproduce*.yaml")
-    for key, (kind, text) in PLAN_TYPES.items():
-        if plan.get(key) is None:
-            plan.pop(key, None)
-        elif not isinstance(plan[key], kind):
-            raise ReproduceError(f"plan file {path}: `{key}` must be {text}, got {plan[key]!r}")
-    for key, valid in (("seeds", lambda seed: isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
+    check_top_level_types(plan, PLAN_TYPES, f"plan file {path}", ReproduceError)
+    for key, valid in (("seeds", is_count),
                        ("algorithms", lambda name: isinstance(name, str)),
                        ("tasks", lambda name: isinstance(name, str))):
         values = plan.get(key)
@@ -118,7 +114,7 @@ def load_plan(path: str | Path) -> dict:
             raise ReproduceError(f"plan file {path}: `{key}` lists a value twice: {values!r}")
 
     def count(value) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+        return is_count(value, 1)
 
     for key, valid in (("data", count), ("world_model", lambda value: isinstance(value, dict)),
                        ("training", lambda value: isinstance(value, dict) and

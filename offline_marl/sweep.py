@@ -63,7 +63,7 @@ from pathlib import Path
 
 import submitit
 
-from offline_marl.config import read_yaml_mapping
+from offline_marl.config import check_top_level_types, is_count, read_yaml_mapping
 
 # Keys of a sweep file.
 SWEEP_KEYS = {"name", "entry_point", "runs_dir", "seeds", "flags", "grid", "slurm", "local"}
@@ -78,7 +78,7 @@ SWEEP_TYPES = {"name": (str, "a string"), "entry_point": (str, "a module name"),
 
 
 def _count(low: int):
-    return lambda value: isinstance(value, int) and not isinstance(value, bool) and value >= low
+    return lambda value: is_count(value, low)
 
 
 # What each key of the `slurm:` and `local:` sections takes (null: the default); reproduction plans share them.
@@ -152,11 +152,7 @@ class JobSpec:
 def load_sweep(path: str | Path) -> dict:
     file = Path(path)
     sweep = read_yaml_mapping(file, "sweep file", SWEEP_KEYS, SweepError, "configs/sweeps/*.yaml")
-    for key, (kind, text) in SWEEP_TYPES.items():
-        if sweep.get(key) is None:
-            sweep.pop(key, None)
-        elif not isinstance(sweep[key], kind):
-            raise SweepError(f"sweep file {path}: `{key}` must be {text}, got {sweep[key]!r}")
+    check_top_level_types(sweep, SWEEP_TYPES, f"sweep file {path}", SweepError)
     for section, keys in (("slurm", SLURM_KEYS), ("local", LOCAL_KEYS)):
         check_section(sweep.get(section) or {}, keys, f"sweep file {path}: {section}")
     if "entry_point" not in sweep:
@@ -228,7 +224,7 @@ def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | N
     """Every (grid point, seed) as a JobSpec; run folders are checked to be distinct."""
     runs_dir = Path(runs_dir or sweep.get("runs_dir") or Path("runs") / sweep["name"]).absolute()
     seeds = list(seeds if seeds is not None else sweep.get("seeds", [0]))
-    if not seeds or not all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 for seed in seeds):
+    if not seeds or not all(is_count(seed) for seed in seeds):
         raise SweepError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     fixed = sweep.get("flags") or {}
     grids = sweep.get("grid") or {}

@@ -52,7 +52,7 @@ import torch
 
 from dzsc.datasets.dataset import agent_views
 from dzsc.datasets.experts import elbow_convention
-from dzsc.datasets.generate import collect, make_env, recording_metadata
+from dzsc.datasets.generate import collect, recording_metadata
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.datasets.sources import generated_path
 from dzsc.errors import OutputExistsError, UnknownTaskError
@@ -140,7 +140,7 @@ def collect_dataset(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: 
                 "n_envs": config.n_envs, "generator": f"MA-PPO policy (deterministic) trained online on {task.name}, "
                 f"seed {config.seed}, {summary['steps']} iterations; run folder {run_dir}",
                 "final_normalized_score": summary["final_normalized_score"], **convention,
-                **recording_metadata(make_env(task.body).task.environment)}
+                **recording_metadata(BODIES[task.body].own_environment)}
     save_hdf5(path, arrays, metadata, overwrite=config.overwrite)
     starts = np.concatenate([[0], np.flatnonzero(arrays["terminals"] | arrays["timeouts"])[:-1] + 1])
     returns = np.add.reduceat(arrays["rewards"].astype(np.float64), starts)

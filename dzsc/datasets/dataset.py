@@ -206,7 +206,7 @@ def recorded_environment(metadata: dict) -> dict | None:
             return {"env_id": spec["id"], "kwargs": dict(spec.get("kwargs") or {})}
     scenario = metadata.get("scenario")
     body = BODIES.get(str(scenario).split("-")[0]) if "generator" in metadata and scenario else None
-    return body.environments[body.own_version].record() if body is not None else None
+    return body.own_environment.record() if body is not None else None
 
 
 def same_environment(recorded: dict, spec: EnvSpec) -> bool:

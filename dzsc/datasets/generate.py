@@ -171,7 +171,7 @@ def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bo
             f"Learned data ({', '.join(LEARNED)}) comes from an online expert (offline_marl/train_rl.py)."
         )
     metadata = {"scenario": scenario, "generator": generator, "seed": seed, "size": size, "n_envs": n_envs,
-                **recording_metadata(make_env(scenario.split("-")[0]).task.environment)}
+                **recording_metadata(BODIES[scenario.split("-")[0]].own_environment)}
     return arrays, metadata
 
 

@@ -173,10 +173,11 @@ def load_simulator_states(path: str | os.PathLike) -> dict | None:
             if not all(isinstance(f.get(name), h5py.Dataset) for name in STATE_KEYS.values()):
                 return None
             states = {key: f[name][()] for key, name in STATE_KEYS.items()}
+            n_rows = len(f["rewards"])
             if not isinstance(f.get("next_observations"), h5py.Dataset):  # the rows load_hdf5 keeps
                 keep = rows_with_known_successor(f["terminals"][()].reshape(-1), f["timeouts"][()].reshape(-1))
                 states = {key: array[keep] if len(array) == len(keep) else array for key, array in states.items()}
-            n_rows = len(f["rewards"]) if isinstance(f.get("next_observations"), h5py.Dataset) else int(keep.sum())
+                n_rows = int(keep.sum())
     except (OSError, KeyError, RuntimeError) as err:
         raise CorruptDatasetError(f"{path}: cannot read the simulator states of this HDF5 file ({err}). Fix: delete "
                                   "it, then download it again or regenerate it (python -m dzsc.datasets.generate).",

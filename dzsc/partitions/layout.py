@@ -90,6 +90,11 @@ class Body:
         """The version of the data the project records itself (the last one declared)."""
         return self.versions[-1]
 
+    @property
+    def own_environment(self) -> EnvSpec:
+        """The environment the project records its own data in."""
+        return self.environments[self.own_version]
+
     def named_parts(self, version: str) -> dict[str, Part]:
         """Part name -> observation indices and owned actuators, in the environment of `version`."""
         raise NotImplementedError
@@ -115,7 +120,7 @@ class MujocoBody(Body):
 
     def make_model(self, version: str | None = None) -> mujoco.MjModel:
         """The compiled model of `version`'s environment (default: the project's own)."""
-        spec = self.environments[version or self.own_version]
+        spec = self.environments[version] if version else self.own_environment
         return _model(spec.env_id, tuple(sorted(spec.kwargs.items())))
 
     def named_parts(self, version: str) -> dict[str, Part]:
