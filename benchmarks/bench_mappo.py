@@ -29,7 +29,7 @@ from torch import nn
 
 from dzsc.envs import MultiAgentEnv
 from dzsc.tasks import get_task
-from offline_marl.algos.mappo import MAPPO, GaussianActor, MAPPOConfig
+from offline_marl.algos.mappo import MAPPO, GaussianActor, MAPPOConfig, PPORollout
 from offline_marl.data import AgentSpace, device_views
 from offline_marl.algos import online_mappo
 from offline_marl.runner import RunContext
@@ -76,24 +76,24 @@ def space_of(task_name: str) -> AgentSpace:
     return AgentSpace.of_task(task, device_views(task, "cpu"))
 
 
-def random_rollout(space: AgentSpace, seed: int, device: torch.device) -> dict:
+def random_rollout(space: AgentSpace, seed: int, device: torch.device) -> PPORollout:
     g = torch.Generator().manual_seed(seed)
     n = space.n_agents
     rollout = {
-        "agent_obs": torch.randn(T, n, E, space.obs_dim, generator=g),
-        "next_agent_obs": torch.randn(T, n, E, space.obs_dim, generator=g),
-        "global_obs": torch.randn(T, E, space.global_obs_dim, generator=g),
-        "next_global_obs": torch.randn(T, E, space.global_obs_dim, generator=g),
-        "actions": torch.randn(T, n, E, space.action_dim, generator=g), "log_probs": -torch.rand(T, n, E, generator=g),
-        "rewards": torch.randn(T, E, generator=g), "terminated": torch.zeros(T, E, dtype=torch.bool),
+        "agent_observations": torch.randn(T, n, E, space.obs_dim, generator=g),
+        "agent_next_observations": torch.randn(T, n, E, space.obs_dim, generator=g),
+        "observations": torch.randn(T, E, space.global_obs_dim, generator=g),
+        "next_observations": torch.randn(T, E, space.global_obs_dim, generator=g),
+        "agent_actions": torch.randn(T, n, E, space.action_dim, generator=g), "log_probs": -torch.rand(T, n, E, generator=g),
+        "rewards": torch.randn(T, E, generator=g), "terminals": torch.zeros(T, E, dtype=torch.bool),
         "ends": torch.zeros(T, E, dtype=torch.bool), "valid": torch.ones(T, E, dtype=torch.bool),
     }
     rollout["ends"][-1] = True
-    return {key: value.to(device) for key, value in rollout.items()}
+    return PPORollout(**{key: value.to(device) for key, value in rollout.items()})
 
 
-def samples_per_s(algorithm: MAPPO, rollout: dict, repeats: int) -> float:
-    generator = torch.Generator(device=rollout["rewards"].device).manual_seed(0)
+def samples_per_s(algorithm: MAPPO, rollout: PPORollout, repeats: int) -> float:
+    generator = torch.Generator(device=rollout.rewards.device).manual_seed(0)
     algorithm.update(rollout, generator)  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):

@@ -5,7 +5,7 @@ Agent tensors come out group-major, `[n_agents, batch, dim]`, the layout of `off
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -40,6 +40,42 @@ def device_views(task: Task, device: torch.device | str) -> dict:
     return {key: torch.as_tensor(value, device=device) for key, value in agent_views(task).items()}
 
 
+@dataclass
+class Batch:
+    """Transitions as the offline learners consume them, under the datasets' names (D4RL's, `TRANSITION_KEYS`),
+    the one vocabulary of files, model rollouts, PPO rollouts (`PPORollout`) and losses: per-agent views
+    `agent_observations`, `agent_actions`, `agent_next_observations [n, B, dim]`, `rewards [B]`, `terminals [B]`
+    bool; the global `observations [B, obs_dim]`, `actions`, `next_observations` and `timeouts`, which every
+    batch drawn from data has (`agent_batch`) but only centralised learners read (MA-IQL's mixer); with
+    --memory_len the windows before `observations` and before `next_observations` (`agent_history`)."""
+
+    agent_observations: torch.Tensor
+    agent_actions: torch.Tensor
+    agent_next_observations: torch.Tensor
+    rewards: torch.Tensor
+    terminals: torch.Tensor
+    observations: torch.Tensor | None = None
+    actions: torch.Tensor | None = None
+    next_observations: torch.Tensor | None = None
+    timeouts: torch.Tensor | None = None
+    history: dict | None = None
+    next_history: dict | None = None
+
+    @property
+    def dones(self) -> torch.Tensor:
+        """`terminals` as floats: the bootstrap factor is (1 - dones)."""
+        return self.terminals.float()
+
+    def followed_by(self, other: "Batch") -> "Batch":
+        """This batch then `other` (agent tensors joined on their batch dimension 1); no histories."""
+        joined = {}
+        for name in (field.name for field in fields(self) if not field.name.endswith("history")):
+            first, second = getattr(self, name), getattr(other, name)
+            if first is not None and second is not None:
+                joined[name] = torch.cat([first, second], dim=1 if name.startswith("agent_") else 0)
+        return Batch(**joined)
+
+
 class DeviceDataset:
     """Tensors of an OfflineDataset on one device, sampled with a seeded torch.Generator."""
 
@@ -63,17 +99,17 @@ class DeviceDataset:
         index, mask = self.views["obs_index"], self.views["obs_mask"]
         return torch.where(mask, mean[index], 0.0), torch.where(mask, std[index], 1.0)
 
-    def sample(self, batch_size: int, generator: torch.Generator, pool: torch.Tensor | None = None) -> dict:
+    def sample(self, batch_size: int, generator: torch.Generator, pool: torch.Tensor | None = None) -> Batch:
         """A batch with shared indices across agents: global arrays `[B, ...]`, agent tensors `[n, B, dim]`."""
         high = len(self) if pool is None else len(pool)
         indices = torch.randint(high, (batch_size,), generator=generator, device=self.device)
         return self.batch(indices if pool is None else pool[indices])
 
-    def batch(self, indices: torch.Tensor) -> dict:
+    def batch(self, indices: torch.Tensor) -> Batch:
         out = agent_batch(self.arrays, self.views, indices)
         if self.memory_len:
-            for name, of_next in (("history", False), ("next_history", True)):
-                out[name] = agent_history(self.history(indices, of_next), self.views)
+            out.history = agent_history(self.history(indices), self.views)
+            out.next_history = agent_history(self.history(indices, of_next=True), self.views)
         return out
 
     def history(self, indices: torch.Tensor, of_next: bool = False) -> dict:
@@ -85,14 +121,11 @@ class DeviceDataset:
                 "mask": history["mask"]}
 
 
-def agent_batch(arrays: dict, views: dict, indices: torch.Tensor) -> dict:
+def agent_batch(arrays: dict, views: dict, indices: torch.Tensor) -> Batch:
     """Transitions at `indices` of global arrays (the six TRANSITION_KEYS) as a learner's batch:
-    global arrays `[B, ...]`, agent tensors `[n, B, dim]`, `dones` = terminals as floats."""
+    global arrays `[B, ...]`, agent tensors `[n, B, dim]`."""
     out = batch_views(arrays, views, indices)
-    for key in ("agent_observations", "agent_next_observations", "agent_actions"):
-        out[key] = out[key].swapaxes(0, 1)
-    out["dones"] = out["terminals"].float()
-    return out
+    return Batch(**{key: value.swapaxes(0, 1) if key.startswith("agent_") else value for key, value in out.items()})
 
 
 def agent_history(history: dict, views: dict) -> dict:

@@ -104,4 +104,4 @@ def rollout_statistics(rollout: dict) -> dict:
             "uncertainty": (rollout["uncertainty"] * valid).sum() / n_valid,
             # shortened by the cut: truncated before a dropped transition, or its first transition dropped
             "cut_fraction": (rollout["cut"].any(0) | ~rollout["valid"][0]).float().mean(),
-            "terminated_fraction": rollout["terminated"].any(0).float().mean()}
+            "terminated_fraction": rollout["terminals"].any(0).float().mean()}

@@ -52,7 +52,7 @@ from offline_marl.errors import ConfigError
 from offline_marl.world_model import EnsembleWorldModel
 
 PolicyFn = Callable[..., tuple[torch.Tensor, dict]]  # (global_obs[, history]) -> (global_action, extras)
-STEP_KEYS = ("next_obs", "reward", "penalty", "penalised_reward", "uncertainty", "terminated", "cut")
+STEP_KEYS = ("next_observations", "rewards", "penalties", "penalised_rewards", "uncertainty", "terminals", "cut")
 
 
 @dataclass
@@ -92,13 +92,14 @@ class RolloutEnv:
 
         `policy_fn(global_obs [B, obs]) -> (global_action [B, act], extras)` where extras is a dict of
         tensors with leading dimension B (log-probabilities, values, ...). Returns tensors stacked over
-        time, `[T, B, ...]`: obs, actions, next_obs, rewards, penalised_rewards, penalties, uncertainty,
-        terminated, cut, truncated, valid, plus the extras under their own names. `steps_left` [B] (>= 1), if
-        given, is each start state's number of steps to its episode's time limit: the step that reaches it is
-        marked `truncated` and ends the rollout. `valid[t]` is True while the
-        rollout has not ended: a step after a `terminated`, `cut` or `truncated` step is invalid, and so is a step whose
+        time, `[T, B, ...]`, under the datasets' names (`offline_marl.data.Batch`): observations, actions,
+        next_observations, rewards, penalised_rewards, penalties, uncertainty, terminals, cut, timeouts, valid,
+        plus the extras under their own names. `steps_left` [B] (>= 1), if given, is each start state's number
+        of steps to its episode's time limit: the step that reaches it is marked in `timeouts` and ends the
+        rollout. `valid[t]` is True while the
+        rollout has not ended: a step after a terminal, cut or timeout step is invalid, and so is a step whose
         transition passes the cut threshold (`cut` then marks the step before it; a start state whose first
-        transition passes it has no valid step). Invalid steps' rewards, penalties, uncertainty, terminated
+        transition passes it has no valid step). Invalid steps' rewards, penalties, uncertainty, terminals
         and cut are zero / False and their observations are frozen at the last valid next observation. The
         policy is still called on the whole batch (fixed shapes, no host synchronisation).
 
@@ -120,16 +121,12 @@ class RolloutEnv:
             if "cut" in steps:  # the previous step is the last one of the rollouts this transition cuts
                 steps["cut"][-1] = steps["cut"][-1] | (alive & out["cut"])
             keep = alive & ~out["cut"]
-            row = {
-                "obs": obs, "actions": action, "valid": keep,
-                "next_obs": torch.where(keep[:, None], out["next_obs"], obs),
-                "rewards": torch.where(keep, out["reward"], 0.0),
-                "penalised_rewards": torch.where(keep, out["penalised_reward"], 0.0),
-                "penalties": torch.where(keep, out["penalty"], 0.0),
-                "uncertainty": torch.where(keep, out["uncertainty"], 0.0),
-                "terminated": out["terminated"] & keep, "cut": torch.zeros_like(keep),
-                "truncated": keep & (t + 1 >= steps_left) if steps_left is not None else torch.zeros_like(keep),
-            }
+            row = {"observations": obs, "actions": action, "valid": keep,
+                   "next_observations": torch.where(keep[:, None], out["next_observations"], obs),
+                   **{key: torch.where(keep, out[key], 0.0)
+                      for key in ("rewards", "penalised_rewards", "penalties", "uncertainty")},
+                   "terminals": out["terminals"] & keep, "cut": torch.zeros_like(keep),
+                   "timeouts": keep & (t + 1 >= steps_left) if steps_left is not None else torch.zeros_like(keep)}
             if history is not None:
                 row.update({f"history_{key}": value for key, value in history.items()})
                 history = extend_history(history, obs, action)
@@ -139,8 +136,8 @@ class RolloutEnv:
             row.update(extras)
             for key, value in row.items():
                 steps.setdefault(key, []).append(value)
-            obs = row["next_obs"]
-            alive = keep & ~out["terminated"] & ~row["truncated"]
+            obs = row["next_observations"]
+            alive = keep & ~out["terminals"] & ~row["timeouts"]
         return {key: torch.stack(values) for key, values in steps.items()}
 
 
@@ -168,7 +165,7 @@ class ModelEnv(RolloutEnv):
     @torch.no_grad()
     def step(self, obs: torch.Tensor, action: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """One model step for a batch: obs [B, obs_dim], action [B, act_dim] -> dict of STEP_KEYS
-        (next_obs [B, obs_dim], the rest [B])."""
+        (next_observations [B, obs_dim], the rest [B])."""
         c, model = self.config, self.model
         pred = self.predict_elites(obs, action)
         n_elites, batch = pred["reward_mean"].shape
@@ -193,8 +190,9 @@ class ModelEnv(RolloutEnv):
         penalty = ((c.next_obs_disagreement * u_s).clamp(max=c.next_obs_disagreement_cap)
                    + (c.reward_disagreement * u_r).clamp(max=c.reward_disagreement_cap)
                    + (c.reward_std * u_a).clamp(max=c.reward_std_cap))
-        return {"next_obs": next_obs, "reward": reward, "penalty": penalty, "penalised_reward": reward - penalty,
-                "uncertainty": u_s, "terminated": pred["terminal_prob"][chosen, rows] > 0.5,
+        return {"next_observations": next_obs, "rewards": reward, "penalties": penalty,
+                "penalised_rewards": reward - penalty, "uncertainty": u_s,
+                "terminals": pred["terminal_prob"][chosen, rows] > 0.5,
                 "cut": u_s > c.cut_threshold}
 
 
@@ -243,8 +241,8 @@ class SimulatorEnv(RolloutEnv):
         to = lambda array: torch.as_tensor(array, device=obs.device)  # noqa: E731
         reward_t = to(reward).to(obs.dtype)
         zeros = torch.zeros_like(reward_t)
-        return {"next_obs": to(next_obs).to(obs.dtype), "reward": reward_t, "penalty": zeros,
-                "penalised_reward": reward_t, "uncertainty": zeros, "terminated": to(terminated),
+        return {"next_observations": to(next_obs).to(obs.dtype), "rewards": reward_t, "penalties": zeros,
+                "penalised_rewards": reward_t, "uncertainty": zeros, "terminals": to(terminated),
                 "cut": torch.zeros_like(reward_t, dtype=torch.bool)}
 
 

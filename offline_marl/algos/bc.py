@@ -24,7 +24,7 @@ from torch import nn
 
 from offline_marl.algos.base import OfflineConfig, PolicyInput, adam
 from offline_marl.config import flag
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 from offline_marl.nn import TanhGaussianPolicy
 
 
@@ -42,9 +42,9 @@ class BC(nn.Module):
         self.to(device)
         self.optimizers = {"policy": adam(self.parameters(), config.actor_lr)}
 
-    def update(self, batch: dict) -> dict:
-        obs = self.input(batch["agent_observations"], batch.get("history"))
-        loss = -self.policy.gaussian_log_prob(obs, batch["agent_actions"]).mean()
+    def update(self, batch: Batch) -> dict:
+        obs = self.input(batch.agent_observations, batch.history)
+        loss = -self.policy.gaussian_log_prob(obs, batch.agent_actions).mean()
         self.optimizers["policy"].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizers["policy"].step()

@@ -60,7 +60,7 @@ from torch import nn
 
 from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, soft_update
 from offline_marl.config import flag
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 from offline_marl.nn import QEnsemble, TanhGaussianPolicy
 
 
@@ -159,23 +159,23 @@ class CQL(nn.Module):
     def set_extra_state(self, state: dict) -> None:
         self.updates = int(state["updates"])
 
-    def update(self, batch: dict) -> dict:
+    def update(self, batch: Batch) -> dict:
         config, n_samples = self.config, self.config.n_actions
-        obs, next_obs, actions = batch["agent_observations"], batch["agent_next_observations"], batch["agent_actions"]
+        obs, next_obs, actions = batch.agent_observations, batch.agent_next_observations, batch.agent_actions
         n_agents, batch_size = obs.shape[:2]
         temperature = self.log_temperature.exp().detach()  # [n]
 
         # One policy evaluation at o (with gradient: sample 0 is the actor's, the rest are CQL proposals)
         # and one at o' (sample 0 for the target, the rest CQL proposals).
-        policy_obs = self.input(obs, batch.get("history"))
+        policy_obs = self.input(obs, batch.history)
         policy_actions, policy_log_probs = sample_policy(self.policy, policy_obs, n_samples + 1)
         with torch.no_grad():
-            next_actions, next_log_probs = sample_policy(self.policy, self.input(next_obs, batch.get("next_history")),
+            next_actions, next_log_probs = sample_policy(self.policy, self.input(next_obs, batch.next_history),
                                                          n_samples + 1)
             next_q = self.target_critic(next_obs, next_actions[:, :, 0]).amin(0)  # [n, B]
             if config.backup_entropy:
                 next_q = next_q - temperature[:, None] * next_log_probs[:, :, 0]
-            target = batch["rewards"] + config.discount * (1.0 - batch["dones"]) * next_q
+            target = batch.rewards + config.discount * (1.0 - batch.dones) * next_q
             random_actions, random_log_density = uniform_proposals(n_agents, batch_size, n_samples, self.action_mask,
                                                                    self.action_counts)
             proposals = torch.cat([random_actions, policy_actions[:, :, 1:].detach(), next_actions[:, :, 1:]], dim=2)

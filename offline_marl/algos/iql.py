@@ -47,7 +47,7 @@ from torch import nn
 
 from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, soft_update
 from offline_marl.config import flag
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 from offline_marl.nn import QEnsemble, TanhGaussianPolicy, ValueNet
 
 
@@ -134,19 +134,19 @@ class IQL(IQLLearner):
         critic = list(self.q.parameters()) + list(self.v.parameters())
         self._setup_optimization(config, actor, critic)
 
-    def update(self, batch: dict) -> dict:
+    def update(self, batch: Batch) -> dict:
         c = self.config
-        obs, actions = batch["agent_observations"], batch["agent_actions"]
+        obs, actions = batch.agent_observations, batch.agent_actions
         with torch.no_grad():
             target_q = self.q_target(obs, actions).min(0).values  # [n, B]
-            next_v = self.v(batch["agent_next_observations"])
-            backup = batch["rewards"] + c.discount * (1.0 - batch["dones"]) * next_v  # [n, B]
+            next_v = self.v(batch.agent_next_observations)
+            backup = batch.rewards + c.discount * (1.0 - batch.dones) * next_v  # [n, B]
         v = self.v(obs)
         value_loss = expectile_loss(target_q - v, c.expectile)
         q_loss = (self.q(obs, actions) - backup).square().mean()
         advantage = target_q - v.detach()
         weights = advantage_weights(advantage, c.temperature, c.max_weight)
-        log_prob = self.policy.gaussian_log_prob(self.input(obs, batch.get("history")), actions)
+        log_prob = self.policy.gaussian_log_prob(self.input(obs, batch.history), actions)
         policy_loss = -(weights * log_prob).mean()
         losses = {"q_loss": q_loss, "value_loss": value_loss, "policy_loss": policy_loss,
                   "advantage": advantage.mean(), "weight": weights.mean()}

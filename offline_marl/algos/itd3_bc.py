@@ -35,7 +35,7 @@ from torch.nn import functional as F
 
 from offline_marl.algos.base import OfflineConfig, PolicyInput, adam, soft_update
 from offline_marl.config import flag
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 from offline_marl.nn import DeterministicPolicy, QEnsemble
 
 OBS_STD_EPS = 1e-3
@@ -188,16 +188,16 @@ class ITD3BC(DelayedActorState, nn.Module):
         """Per-agent observation mean / std, padded `[n_agents, obs_dim]` (see `DeviceDataset.observation_statistics`)."""
         self.normalizer.set_statistics(mean, std)
 
-    def update(self, batch: dict) -> dict:
+    def update(self, batch: Batch) -> dict:
         config = self.config
-        obs = self.normalizer(batch["agent_observations"])
-        next_obs = self.normalizer(batch["agent_next_observations"])
-        history = self.normalizer.history(batch.get("history"))
-        next_history = self.normalizer.history(batch.get("next_history"))
-        actions = batch["agent_actions"]
+        obs = self.normalizer(batch.agent_observations)
+        next_obs = self.normalizer(batch.agent_next_observations)
+        history = self.normalizer.history(batch.history)
+        next_history = self.normalizer.history(batch.next_history)
+        actions = batch.agent_actions
 
         target = td3_target(lambda o: self.target_actor(o, next_history), self.target_critic, next_obs,
-                            batch["rewards"], batch["dones"], config.discount, config.policy_noise, config.noise_clip,
+                            batch.rewards, batch.dones, config.discount, config.policy_noise, config.noise_clip,
                             self.action_mask)
         q = self.critic(obs, actions)  # [2, n, B]
         td_loss = (q - target).square().mean(-1)  # [2, n]

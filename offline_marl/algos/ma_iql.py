@@ -53,7 +53,7 @@ from torch import nn
 from offline_marl.algos.base import PolicyInput
 from offline_marl.algos.iql import IQLConfig, IQLLearner, advantage_weights, expectile_loss
 from offline_marl.config import flag
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 from offline_marl.nn import BatchedMLP, QEnsemble, TanhGaussianPolicy, ValueNet
 
 
@@ -108,18 +108,18 @@ class TeamCritic(nn.Module):
                                     nonnegative=not self.authors)
 
     @staticmethod
-    def _cond(batch: dict) -> torch.Tensor:
-        return torch.cat([batch["observations"], batch["actions"]], dim=-1)
+    def _cond(batch: Batch) -> torch.Tensor:
+        return torch.cat([batch.observations, batch.actions], dim=-1)
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        per_agent = self.q(batch["agent_observations"], batch["agent_actions"])  # [2, n, B]
+    def forward(self, batch: Batch) -> torch.Tensor:
+        per_agent = self.q(batch.agent_observations, batch.agent_actions)  # [2, n, B]
         return self.mixer(per_agent, self._cond(batch))
 
-    def clipped(self, batch: dict) -> torch.Tensor:
+    def clipped(self, batch: Batch) -> torch.Tensor:
         """The clipped double-Q team value [B]: min_k Q_tot^k (monotonic), or the mix of min_k Q_i^k (authors)."""
         if not self.authors:
             return self(batch).min(0).values
-        per_agent = self.q(batch["agent_observations"], batch["agent_actions"]).min(0, keepdim=True).values
+        per_agent = self.q(batch.agent_observations, batch.agent_actions).min(0, keepdim=True).values
         return self.mixer(per_agent, self._cond(batch)).squeeze(0)
 
 
@@ -152,19 +152,19 @@ class MAIQL(IQLLearner):
         critic = list(self.critic.parameters()) + list(self.value.parameters())
         self._setup_optimization(config, actor, critic)
 
-    def update(self, batch: dict) -> dict:
+    def update(self, batch: Batch) -> dict:
         c = self.config
         with torch.no_grad():
             target_q = self.critic_target.clipped(batch)  # [B]
-            next_v = self.value(batch["agent_next_observations"], batch["next_observations"])
-            backup = batch["rewards"] + c.discount * (1.0 - batch["dones"]) * next_v
-        v = self.value(batch["agent_observations"], batch["observations"])
+            next_v = self.value(batch.agent_next_observations, batch.next_observations)
+            backup = batch.rewards + c.discount * (1.0 - batch.dones) * next_v
+        v = self.value(batch.agent_observations, batch.observations)
         value_loss = expectile_loss(target_q - v, c.expectile)
         q_loss = (self.critic(batch) - backup).square().mean()
         advantage = target_q - v.detach()
         weights = advantage_weights(advantage, c.temperature, c.max_weight)
-        obs = self.input(batch["agent_observations"], batch.get("history"))
-        log_prob = self.policy.gaussian_log_prob(obs, batch["agent_actions"]).sum(0)  # sum_i log pi_i(a_i | o_i): [B]
+        obs = self.input(batch.agent_observations, batch.history)
+        log_prob = self.policy.gaussian_log_prob(obs, batch.agent_actions).sum(0)  # sum_i log pi_i(a_i | o_i): [B]
         policy_loss = -(weights * log_prob).mean()
 
         losses = {"q_loss": q_loss, "value_loss": value_loss, "policy_loss": policy_loss,

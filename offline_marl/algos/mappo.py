@@ -250,6 +250,29 @@ class MixerCritic(TeamValue):
         orthogonal_init_(self.v.net, 1.0)
 
 
+@dataclass
+class PPORollout:
+    """T steps x E episodes of the team acting, under the datasets' names (`offline_marl.data.Batch`), as
+    `MAPPO.update` learns from them: agent_observations [T, n, E, obs], observations [T, E, gobs] (global),
+    agent_actions [T, n, E, act] (as sampled, unclipped), log_probs [T, n, E], rewards [T, E], terminals [T, E]
+    bool (no bootstrap), ends [T, E] bool (the episode ended here for any reason), agent_next_observations,
+    next_observations, valid [T, E] bool (False: not a step; ignored everywhere), and with --memory_len the
+    windows the policies acted on, history = {observations [T, n, E, K, obs], actions [T, n, E, K, act],
+    mask [T, E, K]} (`rollout_history`)."""
+
+    agent_observations: torch.Tensor
+    observations: torch.Tensor
+    agent_actions: torch.Tensor
+    log_probs: torch.Tensor
+    rewards: torch.Tensor
+    terminals: torch.Tensor
+    ends: torch.Tensor
+    agent_next_observations: torch.Tensor
+    next_observations: torch.Tensor
+    valid: torch.Tensor
+    history: dict | None = None
+
+
 def rollout_history(windows: dict, views: dict) -> dict:
     """A rollout's global history windows (observations [T, E, K, obs_dim], actions [T, E, K, action_dim],
     mask [T, E, K]) -> the per-agent layout of `MAPPO.update` (observations [T, n, E, K, obs], ...)."""
@@ -339,20 +362,11 @@ class MAPPO(nn.Module):
 
     # ----- learning ------------------------------------------------------------------------------------
 
-    def update(self, rollout: dict, generator: torch.Generator | None = None) -> dict:
-        """One PPO update on a rollout of T steps x E episodes (all tensors on the device):
-
-            agent_obs [T, n, E, obs], global_obs [T, E, gobs], actions [T, n, E, act] (as sampled, unclipped),
-            log_probs [T, n, E], rewards [T, E], terminated [T, E] bool (no bootstrap), ends [T, E] bool
-            (episode ended here for any reason), next_agent_obs [T, n, E, obs], next_global_obs [T, E, gobs],
-            valid [T, E] bool (False: not a step; ignored everywhere), and with --memory_len the windows the
-            policies acted on, history = {observations [T, n, E, K, obs], actions [T, n, E, K, act], mask [T, E, K]}
-            (`rollout_history`).
-
-        Returns scalar tensors (means over the gradient steps; agent quantities averaged over agents).
-        """
+    def update(self, rollout: PPORollout, generator: torch.Generator | None = None) -> dict:
+        """One PPO update on a rollout (all tensors on the device). Returns scalar tensors (means over the
+        gradient steps; agent quantities averaged over agents)."""
         c, n = self.config, self.space.n_agents
-        valid = rollout["valid"]
+        valid = rollout.valid
         T, E = valid.shape
         flat_valid = valid.reshape(T * E)
         index = flat_valid.nonzero().squeeze(1)
@@ -367,15 +381,15 @@ class MAPPO(nn.Module):
             x = x.reshape(T * E, *x.shape[2:])
             return torch.where(flat_valid.view(-1, *[1] * (x.dim() - 1)), x, 0.0)
 
-        obs = self.normalize_agent_obs(agents(rollout["agent_obs"]))
-        global_obs = self.normalize_global_obs(steps(rollout["global_obs"]))
+        obs = self.normalize_agent_obs(agents(rollout.agent_observations))
+        global_obs = self.normalize_global_obs(steps(rollout.observations))
         with torch.no_grad():
             raw_values = self.critic(obs, global_obs)  # the critic's outputs before this update (old units)
             values = self._denormalize_value(raw_values).view(T, E)
             next_values = self._denormalize_value(self.critic(
-                self.normalize_agent_obs(agents(rollout["next_agent_obs"])),
-                self.normalize_global_obs(steps(rollout["next_global_obs"])))).view(T, E)
-            advantages, returns = gae(rollout["rewards"], values, next_values, rollout["terminated"], rollout["ends"],
+                self.normalize_agent_obs(agents(rollout.agent_next_observations)),
+                self.normalize_global_obs(steps(rollout.next_observations)))).view(T, E)
+            advantages, returns = gae(rollout.rewards, values, next_values, rollout.terminals, rollout.ends,
                                       valid, c.gamma, c.gae_lambda)
             advantages, returns, values = (x.reshape(-1)[index] for x in (advantages, returns, values))
             explained_variance = 1.0 - (returns - values).var(correction=0) / returns.var(correction=0).clamp(min=1e-8)
@@ -385,12 +399,12 @@ class MAPPO(nn.Module):
             # Clip around what the critic outputs now: re-expressing V_old in the updated statistics' units
             # would centre the clip away from the network's output whenever the statistics move.
             old_values, targets = raw_values[index], self._normalize_value(returns)
-            old_log_probs = agents(rollout["log_probs"])[:, index]
+            old_log_probs = agents(rollout.log_probs)[:, index]
         obs, global_obs = obs[:, index], global_obs[index]
-        actions = agents(rollout["actions"])[:, index]
+        actions = agents(rollout.agent_actions)[:, index]
         history = None
         if c.memory_len:  # normalised once: the statistics stay those of the rollout until the epochs end
-            windows = rollout["history"]
+            windows = rollout.history
             history = self.normalize_history({"observations": agents(windows["observations"])[:, index],
                                               "actions": agents(windows["actions"])[:, index],
                                               "mask": windows["mask"].reshape(T * E, -1)[index]})
@@ -442,8 +456,8 @@ class MAPPO(nn.Module):
                                            clip_fraction, outside.mean()])
                 n_steps += 1
         if c.normalize_obs:
-            self.agent_obs_stats.update(agents(rollout["agent_obs"])[:, index].transpose(0, 1))
-            self.global_obs_stats.update(steps(rollout["global_obs"])[index])
+            self.agent_obs_stats.update(agents(rollout.agent_observations)[:, index].transpose(0, 1))
+            self.global_obs_stats.update(steps(rollout.observations)[index])
         out = dict(zip(names, totals / n_steps))
         out["explained_variance"] = explained_variance
         out["value"] = values.mean()

@@ -22,7 +22,7 @@ from offline_marl.algos.iql import IQLConfig
 from offline_marl.algos.itd3_bc import ITD3BCConfig
 from offline_marl.algos.ma_iql import MAIQLConfig
 from offline_marl.config import flag
-from offline_marl.data import AgentSpace, DeviceDataset, agent_batch, merge_agents, split_agents
+from offline_marl.data import AgentSpace, Batch, DeviceDataset, agent_batch, merge_agents, split_agents
 from offline_marl.errors import ConfigError
 from offline_marl.model_based import ROLLOUT_STATISTICS, ModelRolloutConfig, rollout_statistics
 from offline_marl.model_env import RolloutEnv
@@ -112,16 +112,15 @@ class ModelAugmentedLearner(nn.Module):
         out = self.env.rollout(policy, data.arrays["observations"][starts].float(), c.rollout_len, generator,
                                start_indices=starts)
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731  [T, B, ...] -> [T B, ...]
-        values = {"observations": out["obs"], "actions": out["actions"],
-                  "rewards": out["penalised_rewards"] * data.reward_scale, "terminals": out["terminated"],
-                  "timeouts": out["cut"], "next_observations": out["next_obs"]}
+        values = {**{key: out[key] for key in ("observations", "actions", "terminals", "next_observations")},
+                  "rewards": out["penalised_rewards"] * data.reward_scale, "timeouts": out["cut"]}
         for key, value in values.items():
             getattr(self, f"synthetic_{key}").copy_(flat(value))
         self.synthetic_valid.copy_(flat(out["valid"]))
         self._pool = None
         self.latest_rollout_statistics.copy_(torch.stack(list(rollout_statistics(out).values())))
 
-    def _synthetic_batch(self, size: int, generator: torch.Generator) -> dict:
+    def _synthetic_batch(self, size: int, generator: torch.Generator) -> Batch:
         if self._pool is None:
             self._pool = self.synthetic_valid.nonzero().squeeze(1)
         indices = self._pool[torch.randint(len(self._pool), (size,), generator=generator, device=self._pool.device)]
@@ -136,9 +135,7 @@ class ModelAugmentedLearner(nn.Module):
         n_real = round(c.batch_size * c.real_data_fraction)
         real = data.sample(n_real, generator)
         synthetic = self._synthetic_batch(c.batch_size - n_real, generator)
-        batch = {key: torch.cat([real[key], synthetic[key]], dim=1 if key.startswith("agent_") else 0)
-                 for key in synthetic}
-        return {**self.learner.update(batch), **dict(zip(ROLLOUT_STATISTICS, self.latest_rollout_statistics.clone()))}
+        return {**self.learner.update(real.followed_by(synthetic)), **dict(zip(ROLLOUT_STATISTICS, self.latest_rollout_statistics.clone()))}
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)

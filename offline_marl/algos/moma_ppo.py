@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from dzsc.datasets.dataset import gather_agents
-from offline_marl.algos.mappo import MAPPO, MAPPOConfig, rollout_history
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig, PPORollout, rollout_history
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace, DeviceDataset, agent_history, merge_agents, split_agents
 from offline_marl.errors import ConfigError
@@ -84,7 +84,7 @@ class MOMAPPO(MAPPO):
         self.env, self.views, self.max_episode_steps = env, views, max_episode_steps
         self._actions_narrowed_to: DeviceDataset | None = None
 
-    def model_rollout(self, data: DeviceDataset, generator: torch.Generator) -> tuple[dict, dict]:
+    def model_rollout(self, data: DeviceDataset, generator: torch.Generator) -> tuple[PPORollout, dict]:
         """Synthetic transitions of the current policies from `n_envs` dataset states: (MAPPO's rollout
         layout, the model-environment's raw output)."""
         c = self.config
@@ -99,7 +99,7 @@ class MOMAPPO(MAPPO):
             actions, log_probs = self.sample(agent_obs, None if history is None else agent_history(history, self.views),
                                              generator=generator)
             env_actions = merge_agents(self.actor.clip_actions(actions), self.views, self.space.global_action_dim)
-            return env_actions, {"agent_obs": agent_obs, "agent_actions": actions, "log_probs": log_probs}
+            return env_actions, {"agent_observations": agent_obs, "agent_actions": actions, "log_probs": log_probs}
 
         # no rollout runs past its start state's episode's time limit: the step that reaches it is a
         # truncation (bootstrapped), as in the simulator; so is the rollout's last step
@@ -114,14 +114,14 @@ class MOMAPPO(MAPPO):
                                start_history, starts)
         last = torch.zeros_like(out["valid"])
         last[-1] = True
-        rollout = {"agent_obs": out["agent_obs"], "global_obs": out["obs"], "actions": out["agent_actions"],
-                   "log_probs": out["log_probs"], "rewards": out["penalised_rewards"],
-                   "terminated": out["terminated"], "ends": out["terminated"] | out["cut"] | out["truncated"] | last,
-                   "next_agent_obs": split_agents(out["next_obs"], self.views), "next_global_obs": out["next_obs"],
-                   "valid": out["valid"]}
-        if c.memory_len:
-            windows = {key: out[f"history_{key}"] for key in ("observations", "actions", "mask")}
-            rollout["history"] = rollout_history(windows, self.views)
+        rollout = PPORollout(
+            agent_observations=out["agent_observations"], observations=out["observations"],
+            agent_actions=out["agent_actions"], log_probs=out["log_probs"], rewards=out["penalised_rewards"],
+            terminals=out["terminals"], ends=out["terminals"] | out["cut"] | out["timeouts"] | last,
+            agent_next_observations=split_agents(out["next_observations"], self.views),
+            next_observations=out["next_observations"], valid=out["valid"],
+            history=rollout_history({key: out[f"history_{key}"] for key in ("observations", "actions", "mask")},
+                                    self.views) if c.memory_len else None)
         return rollout, out
 
     @torch.no_grad()

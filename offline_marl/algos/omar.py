@@ -48,7 +48,7 @@ from offline_marl.algos.base import adam, soft_update
 from offline_marl.algos.cql import cql_regularizer, q_with_proposals, uniform_proposals
 from offline_marl.algos.itd3_bc import DelayedActorState, DeterministicActor, TD3Config, first_critic, td3_target
 from offline_marl.config import flag
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 from offline_marl.errors import ConfigError
 from offline_marl.nn import QEnsemble, normal_log_density
 
@@ -130,15 +130,15 @@ class OMAR(DelayedActorState, nn.Module):
         zero = torch.zeros((), device=device)
         self._last_actor = {"actor_loss": zero, "rectified_q_gain": zero}
 
-    def update(self, batch: dict) -> dict:
+    def update(self, batch: Batch) -> dict:
         config, n_samples = self.config, self.config.n_actions
-        obs, next_obs, actions = batch["agent_observations"], batch["agent_next_observations"], batch["agent_actions"]
-        history, next_history = batch.get("history"), batch.get("next_history")
+        obs, next_obs, actions = batch.agent_observations, batch.agent_next_observations, batch.agent_actions
+        history, next_history = batch.history, batch.next_history
         n_agents, batch_size = obs.shape[:2]
         actor_step = self.updates % config.policy_delay == 0
 
         target = td3_target(lambda o: self.target_actor(o, next_history), self.target_critic, next_obs,
-                            batch["rewards"], batch["dones"], config.discount, config.policy_noise, config.noise_clip,
+                            batch.rewards, batch.dones, config.discount, config.policy_noise, config.noise_clip,
                             self.action_mask)
         with torch.set_grad_enabled(actor_step):
             policy_action = self.actor(obs, history)  # keeps its graph only when the actor steps

@@ -14,7 +14,7 @@ from dzsc.datasets.transitions import TRANSITION_KEYS, concatenate_episodes
 from dzsc.envs import MultiAgentEnv
 from dzsc.tasks import Task
 from dzsc.files import write_atomically
-from offline_marl.algos.mappo import MAPPO, MAPPOConfig, rollout_history
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig, PPORollout, rollout_history
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace, agent_history, empty_history, extend_history, merge_agents, split_agents
 from offline_marl.errors import ConfigError
@@ -178,7 +178,7 @@ class OnlineMAPPO(MAPPO):
         """Agents' actions [n, E, act] -> the simulators' global actions [E, action_dim], clipped to [-1, 1]."""
         return merge_agents(self.actor.clip_actions(actions), self.views, self.task.action_dim).cpu().numpy().astype(np.float64)
 
-    def collect_rollout(self, generator: torch.Generator) -> tuple[dict, list[float]]:
+    def collect_rollout(self, generator: torch.Generator) -> tuple[PPORollout, list[float]]:
         """`rollout_len` lockstep steps of the `n_envs` simulators -> (rollout for `update`, finished returns)."""
         if self.envs is None:
             self._start(generator)
@@ -225,17 +225,15 @@ class OnlineMAPPO(MAPPO):
         ends[-1] = True  # the rollout cuts every running episode: bootstrap there, stop the GAE recursion
         global_obs = torch.as_tensor(observations, device=device)
         next_global_obs = torch.as_tensor(next_observations, device=device)
-        rollout = {
-            "agent_obs": self.agent_obs(global_obs), "global_obs": global_obs,
-            "actions": torch.stack(actions), "log_probs": torch.stack(log_probs),
-            "rewards": torch.as_tensor(rewards, device=device), "terminated": torch.as_tensor(terminated, device=device),
-            "ends": torch.as_tensor(ends, device=device),
-            "next_agent_obs": self.agent_obs(next_global_obs), "next_global_obs": next_global_obs,
-            "valid": torch.ones((T, E), dtype=torch.bool, device=device),
-        }
-        if self.history is not None:
-            rollout["history"] = rollout_history({key: torch.stack([w[key] for w in windows]) for key in windows[0]},
-                                                 self.views)
+        rollout = PPORollout(
+            agent_observations=self.agent_obs(global_obs), observations=global_obs,
+            agent_actions=torch.stack(actions), log_probs=torch.stack(log_probs),
+            rewards=torch.as_tensor(rewards, device=device), terminals=torch.as_tensor(terminated, device=device),
+            ends=torch.as_tensor(ends, device=device),
+            agent_next_observations=self.agent_obs(next_global_obs), next_observations=next_global_obs,
+            valid=torch.ones((T, E), dtype=torch.bool, device=device),
+            history=None if self.history is None else rollout_history(
+                {key: torch.stack([w[key] for w in windows]) for key in windows[0]}, self.views))
         return rollout, finished
 
     def replay_arrays(self) -> dict[str, np.ndarray]:
@@ -252,7 +250,7 @@ class OnlineMAPPO(MAPPO):
             self.last_return = float(np.mean(finished))
         current = self.last_return if self.last_return is not None else float(
             np.mean([ep["return"] for ep in self.episodes]))  # no episode finished yet: partial returns
-        device = rollout["rewards"].device
+        device = rollout.rewards.device
         losses["episode_return"] = torch.tensor(current, device=device)
         losses["episodes"] = torch.tensor(float(len(finished)), device=device)
         return losses

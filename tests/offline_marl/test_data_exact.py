@@ -27,26 +27,26 @@ def dataset() -> DeviceDataset:
 
 def test_batch_dones_are_the_terminals_not_the_time_outs(dataset):
     batch = dataset.batch(torch.tensor([0, 1, 2, 3, 4, 5, 1, 3]))
-    assert batch["dones"].dtype == torch.float32
-    assert batch["dones"].tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    assert batch["rewards"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 3.0]
+    assert batch.dones.dtype == torch.float32
+    assert batch.dones.tolist() == [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert batch.rewards.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 1.0, 3.0]
 
 
 def test_sampled_dones_follow_the_sampled_rows(dataset):
     batch = dataset.sample(64, torch.Generator().manual_seed(0))
-    rows = batch["rewards"].long()  # reward i marks row i
+    rows = batch.rewards.long()  # reward i marks row i
     assert {1, 3} <= set(rows.tolist())  # the terminal and the time-out were both drawn
-    assert torch.equal(batch["dones"], (rows == 1).float())
-    assert torch.equal(batch["terminals"], rows == 1) and torch.equal(batch["timeouts"], rows == 3)
+    assert torch.equal(batch.dones, (rows == 1).float())
+    assert torch.equal(batch.terminals, rows == 1) and torch.equal(batch.timeouts, rows == 3)
 
 
 def test_batch_agent_views_are_index_gathers(dataset):
     batch = dataset.batch(torch.tensor([2, 5]))
-    assert batch["agent_observations"].shape == (2, 2, 7)
+    assert batch.agent_observations.shape == (2, 2, 7)
     for agent, columns in enumerate(AGENT_OBS):
         for position, row in enumerate((2, 5)):
             expected = [10 * row + c for c in columns]
-            assert batch["agent_observations"][agent, position].tolist() == expected
-            assert batch["agent_next_observations"][agent, position].tolist() == [1000 + v for v in expected]
+            assert batch.agent_observations[agent, position].tolist() == expected
+            assert batch.agent_next_observations[agent, position].tolist() == [1000 + v for v in expected]
     # agent k drives joint k: action column k
-    torch.testing.assert_close(batch["agent_actions"], torch.tensor([[[0.2], [0.5]], [[-0.2], [-0.5]]]))
+    torch.testing.assert_close(batch.agent_actions, torch.tensor([[[0.2], [0.5]], [[-0.2], [-0.5]]]))

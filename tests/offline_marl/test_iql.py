@@ -7,7 +7,7 @@ import torch
 from offline_marl import train_agents
 from offline_marl.algos.iql import IQL, IQLConfig, advantage_weights, expectile_loss
 from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig, MonotonicMixer
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 
 N_AGENTS, OBS, ACT, GLOBAL_OBS, GLOBAL_ACT, BATCH, MEMORY = 2, 5, 3, 8, 5, 16, 3
 ALGORITHMS = {"iql": (IQLConfig, IQL), "ma-iql": (MAIQLConfig, MAIQL)}
@@ -21,7 +21,7 @@ def space() -> AgentSpace:
                       action_mask=action_mask)
 
 
-def random_batch(generator: torch.Generator, memory_len: int = 0, size: int = BATCH) -> dict:
+def random_batch(generator: torch.Generator, memory_len: int = 0, size: int = BATCH) -> Batch:
     def randn(*shape):
         return torch.randn(*shape, generator=generator)
 
@@ -29,14 +29,14 @@ def random_batch(generator: torch.Generator, memory_len: int = 0, size: int = BA
     batch = {"agent_observations": randn(N_AGENTS, size, OBS), "agent_next_observations": randn(N_AGENTS, size, OBS),
              "agent_actions": actions, "observations": randn(size, GLOBAL_OBS),
              "next_observations": randn(size, GLOBAL_OBS), "actions": randn(size, GLOBAL_ACT).clamp(-1, 1),
-             "rewards": randn(size), "dones": (torch.rand(size, generator=generator) < 0.2).float()}
+             "rewards": randn(size), "terminals": torch.rand(size, generator=generator) < 0.2}
     if memory_len:
         for key in ("history", "next_history"):
             mask = torch.ones(size, memory_len, dtype=torch.bool)
             mask[: size // 2, 0] = False  # histories cut by an episode start
             batch[key] = {"observations": randn(N_AGENTS, size, memory_len, OBS),
                           "actions": randn(N_AGENTS, size, memory_len, ACT).clamp(-1, 1), "mask": mask}
-    return batch
+    return Batch(**batch)
 
 
 def build(name: str, seed: int = 0, **flags):
@@ -102,25 +102,25 @@ def test_ma_iql_critic_and_value_shapes():
     algorithm = build("ma-iql")
     batch = random_batch(torch.Generator().manual_seed(0))
     assert algorithm.critic(batch).shape == (2, BATCH)
-    assert algorithm.value(batch["agent_observations"], batch["observations"]).shape == (BATCH,)
-    assert algorithm.act(batch["agent_observations"], None).shape == (N_AGENTS, BATCH, ACT)
+    assert algorithm.value(batch.agent_observations, batch.observations).shape == (BATCH,)
+    assert algorithm.act(batch.agent_observations, None).shape == (N_AGENTS, BATCH, ACT)
 
 
 def test_authors_mixer_has_free_weights_one_q_mixer_and_takes_the_min_before_mixing():
     batch = random_batch(torch.Generator().manual_seed(0))
     authors, monotonic = build("ma-iql", mixer="authors"), build("ma-iql")
     assert authors.critic.mixer.heads == 1 and monotonic.critic.mixer.heads == 2
-    cond = torch.cat([batch["observations"], batch["actions"]], dim=-1)
+    cond = torch.cat([batch.observations, batch.actions], dim=-1)
     weights, bias = authors.critic.mixer.coefficients(cond)
     assert (weights < 0).any()  # unconstrained
     assert (monotonic.critic.mixer.coefficients(cond)[0] >= 0).all()
-    per_agent = authors.critic.q(batch["agent_observations"], batch["agent_actions"])  # [2, n, B]
+    per_agent = authors.critic.q(batch.agent_observations, batch.agent_actions)  # [2, n, B]
     mixed = authors.critic(batch)  # both critics through the one mixer
     assert torch.allclose(mixed, torch.einsum("bn,knb->kb", weights[0], per_agent) + bias)
     assert torch.allclose(authors.critic.clipped(batch),
                           torch.einsum("bn,nb->b", weights[0], per_agent.min(0).values) + bias[0])
     assert torch.equal(monotonic.critic.clipped(batch), monotonic.critic(batch).min(0).values)
-    v_weights, _ = authors.value.mixer.coefficients(batch["observations"])
+    v_weights, _ = authors.value.mixer.coefficients(batch.observations)
     assert (v_weights < 0).any()
     losses = authors.update(batch)
     assert all(torch.isfinite(v) for v in losses.values())
@@ -156,7 +156,7 @@ def test_zero_temperature_is_behaviour_cloning(name):
     """beta = 0: every advantage weight is 1, so the policy loss is the (summed) negative log-likelihood."""
     algorithm = build(name, temperature=0.0)
     batch = random_batch(torch.Generator().manual_seed(0))
-    log_prob = algorithm.policy.gaussian_log_prob(batch["agent_observations"], batch["agent_actions"])
+    log_prob = algorithm.policy.gaussian_log_prob(batch.agent_observations, batch.agent_actions)
     expected = -log_prob.mean() if name == "iql" else -log_prob.sum(0).mean()
     losses = algorithm.update(batch)
     assert losses["weight"].item() == 1.0
@@ -178,11 +178,11 @@ def test_policy_moves_towards_high_advantage_actions(name):
         if name == "iql":
             algorithm.q_target.forward = lambda obs, actions: quadratic(actions).expand(2, -1, -1)
         else:
-            algorithm.critic_target.forward = lambda batch: quadratic(batch["agent_actions"]).sum(0).expand(2, -1)
+            algorithm.critic_target.forward = lambda batch: quadratic(batch.agent_actions).sum(0).expand(2, -1)
         generator = torch.Generator().manual_seed(0)
         for _ in range(100):
             batch = random_batch(generator, size=256)
-            batch["agent_observations"] = torch.zeros_like(batch["agent_observations"])
+            batch.agent_observations = torch.zeros_like(batch.agent_observations)
             algorithm.update(batch)
         with torch.no_grad():
             actions_first[temperature] = algorithm.act(torch.zeros(N_AGENTS, 1, OBS), None)[:, 0, 0]

@@ -1,6 +1,7 @@
 """MA-PPO: GAE, invalid steps, padded agents, memory (history windows, ratios, K = 0 unchanged), online
 learning on reacher, train_rl.py end to end and resume."""
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from dzsc.datasets import load_dataset
 from dzsc.datasets.dataset import agent_views
 from dzsc.errors import OutputExistsError
 from dzsc.tasks import get_task
-from offline_marl.algos.mappo import MAPPO, MAPPOConfig, gae, rollout_history
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig, PPORollout, gae, rollout_history
 from offline_marl.data import AgentSpace, merge_agents
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
@@ -48,37 +49,37 @@ def test_gae_by_hand_with_terminated_truncated_and_invalid_steps():
     torch.testing.assert_close(returns, expected + torch.where(valid, values, 0.0))
 
 
-def random_rollout(space: AgentSpace, T: int, E: int, seed: int) -> dict:
+def random_rollout(space: AgentSpace, T: int, E: int, seed: int) -> PPORollout:
     g = torch.Generator().manual_seed(seed)
     n, obs, act, gobs = space.n_agents, space.obs_dim, space.action_dim, space.global_obs_dim
     mask = space.obs_mask[None, :, None, :]
     rollout = {
-        "agent_obs": torch.randn(T, n, E, obs, generator=g) * mask, "global_obs": torch.randn(T, E, gobs, generator=g),
-        "actions": torch.randn(T, n, E, act, generator=g) * space.action_mask[None, :, None, :],
+        "agent_observations": torch.randn(T, n, E, obs, generator=g) * mask, "observations": torch.randn(T, E, gobs, generator=g),
+        "agent_actions": torch.randn(T, n, E, act, generator=g) * space.action_mask[None, :, None, :],
         "log_probs": -torch.rand(T, n, E, generator=g), "rewards": torch.randn(T, E, generator=g),
-        "terminated": torch.rand(T, E, generator=g) < 0.05,
-        "next_agent_obs": torch.randn(T, n, E, obs, generator=g) * mask,
-        "next_global_obs": torch.randn(T, E, gobs, generator=g),
+        "terminals": torch.rand(T, E, generator=g) < 0.05,
+        "agent_next_observations": torch.randn(T, n, E, obs, generator=g) * mask,
+        "next_observations": torch.randn(T, E, gobs, generator=g),
     }
-    rollout["ends"] = rollout["terminated"] | (torch.rand(T, E, generator=g) < 0.05)
+    rollout["ends"] = rollout["terminals"] | (torch.rand(T, E, generator=g) < 0.05)
     rollout["ends"][-1] = True
     valid = torch.ones(T, E, dtype=torch.bool)
     valid[T // 2:, 0] = False  # episode 0 stopped early: its second half is not data
     valid[T - 3:, 2] = False
     rollout["ends"][T // 2 - 1, 0] = rollout["ends"][T - 4, 2] = True
-    rollout["valid"] = valid
-    return rollout
+    return PPORollout(**rollout, valid=valid)
 
 
-AGENT_KEYS = ("agent_obs", "actions", "log_probs", "next_agent_obs")  # [T, n, E, ...]; the others [T, E, ...]
+AGENT_KEYS = ("agent_observations", "agent_actions", "log_probs", "agent_next_observations")  # [T, n, E, ...]
 
 
-def with_garbage(rollout: dict) -> dict:
+def with_garbage(rollout: PPORollout) -> PPORollout:
     """The same rollout with NaN (rewards: 1e9, flags: True) in every invalid slot."""
-    invalid = ~rollout["valid"]
-    out = {"valid": rollout["valid"]}
-    for key, value in rollout.items():
-        if key == "valid":
+    invalid = ~rollout.valid
+    out = {"valid": rollout.valid}
+    for key in (field.name for field in dataclasses.fields(rollout)):
+        value = getattr(rollout, key)
+        if key == "valid" or value is None:
             continue
         mask = invalid[:, None] if key in AGENT_KEYS else invalid
         mask = mask.view(*mask.shape, *[1] * (value.dim() - mask.dim()))
@@ -86,7 +87,7 @@ def with_garbage(rollout: dict) -> dict:
             out[key] = value | mask
         else:
             out[key] = torch.where(mask, float("nan") if key != "rewards" else 1e9, value)
-    return out
+    return PPORollout(**out)
 
 
 @pytest.mark.parametrize("critic", ["centralised", "mixer"])
@@ -98,7 +99,7 @@ def test_invalid_steps_change_nothing(critic):
     dirty.optimizers["mappo"].load_state_dict(clean.optimizers["mappo"].state_dict())
     rollout = random_rollout(space, T=12, E=4, seed=1)
     garbage = with_garbage(rollout)
-    assert any(torch.isnan(v).any() for v in garbage.values() if v.is_floating_point())
+    assert any(torch.isnan(getattr(garbage, key)).any() for key in ("observations", "agent_actions"))
     stats_clean = clean.update(rollout, torch.Generator().manual_seed(5))
     stats_dirty = dirty.update(garbage, torch.Generator().manual_seed(5))
     for name, value in stats_clean.items():
@@ -108,7 +109,7 @@ def test_invalid_steps_change_nothing(critic):
         torch.testing.assert_close(a, b, msg=name)
     # and the check can fail: the same rollout with every step valid updates differently
     other = copy.deepcopy(dirty)
-    other.update({**rollout, "valid": torch.ones_like(rollout["valid"])}, torch.Generator().manual_seed(5))
+    other.update(dataclasses.replace(rollout, valid=torch.ones_like(rollout.valid)), torch.Generator().manual_seed(5))
     assert not torch.equal(other.actor.net.layers[0].weight, dirty.actor.net.layers[0].weight)
 
 
@@ -120,7 +121,7 @@ def test_value_clip_is_centred_on_the_critics_own_output(critic):
     # on V_old re-expressed in the moved statistics' units, it binds on most samples and zeroes their gradient.
     space = space_of("reacher-expert-C-gen_2x1first_0")
     rollout = random_rollout(space, T=12, E=4, seed=1)
-    rollout["rewards"] = -10.0 + rollout["rewards"]
+    rollout.rewards = -10.0 + rollout.rewards
     critics = []
     for value_clip in (0.2, 0.0):
         torch.manual_seed(0)
@@ -176,7 +177,7 @@ def test_without_memory_the_numbers_are_those_of_the_code_before_memory():
                 "value": 0.23399117588996887}
     for name, value in expected.items():
         torch.testing.assert_close(stats[name].item(), value, rtol=1e-5, atol=1e-6, msg=name)
-    actions, log_probs = algorithm.sample(rollout["agent_obs"][0], generator=torch.Generator().manual_seed(3))
+    actions, log_probs = algorithm.sample(rollout.agent_observations[0], generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(actions.sum().item(), 0.2749900221824646, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(log_probs.sum().item(), -5.395765781402588, rtol=1e-5, atol=1e-6)
 
@@ -199,11 +200,11 @@ def test_online_rollouts_carry_histories_that_empty_at_each_reset_and_ratios_sta
 
     # 80 steps: reacher's 50-step episodes start at steps 0 and 50 (the window runs on across the rollouts
     # at step 40 and empties at 50); the window at step t holds the pairs of its episode in [t - K, t)
-    obs = torch.cat([first["global_obs"], second["global_obs"]])  # [80, E, obs]
+    obs = torch.cat([first.observations, second.observations])  # [80, E, obs]
     executed = torch.stack([merge_agents(algorithm.actor.clip_actions(a), views, task.action_dim)
-                            for a in torch.cat([first["actions"], second["actions"]])])  # [80, E, act]
-    assert first["ends"][:, 0].nonzero().flatten().tolist() == [39]  # the rollout's end, not the episode's
-    assert second["ends"][:, 0].nonzero().flatten().tolist() == [9, 39]  # the episode's end at step 49
+                            for a in torch.cat([first.agent_actions, second.agent_actions])])  # [80, E, act]
+    assert first.ends[:, 0].nonzero().flatten().tolist() == [39]  # the rollout's end, not the episode's
+    assert second.ends[:, 0].nonzero().flatten().tolist() == [9, 39]  # the episode's end at step 49
     windows = {"observations": torch.zeros(80, 2, K, task.obs_dim), "actions": torch.zeros(80, 2, K, task.action_dim),
                "mask": torch.zeros(80, 2, K, dtype=torch.bool)}
     for t in range(80):
@@ -214,11 +215,11 @@ def test_online_rollouts_carry_histories_that_empty_at_each_reset_and_ratios_sta
                 windows["mask"][t, :, K - m] = True
     expected = rollout_history(windows, views)
     for key, value in expected.items():
-        assert torch.equal(torch.cat([first["history"][key], second["history"][key]]), value), key
+        assert torch.equal(torch.cat([first.history[key], second.history[key]]), value), key
     assert not expected["mask"][50].any() and expected["mask"][49].all() and expected["mask"][40].all()
 
     # ... and the ratio check can fail: the second rollout with its windows shifted by one step
-    shifted = {**second, "history": {key: value.roll(1, dims=0) for key, value in second["history"].items()}}
+    shifted = dataclasses.replace(second, history={key: value.roll(1, dims=0) for key, value in second.history.items()})
     assert algorithm.update(shifted, generator)["clip_fraction"] > 0.5
 
 

@@ -186,11 +186,11 @@ def test_moma_ppo_rollouts_stop_at_the_episodes_time_limit(mix_path, world_model
     remaining = 50 - (starts - data.episode_start_of[starts])
     expected_length = remaining.clamp(max=10)
     assert (expected_length < 10).any()
-    torch.testing.assert_close(rollout["valid"].sum(0), expected_length)
-    assert torch.equal(rollout["ends"][expected_length - 1, torch.arange(300)], torch.ones(300, dtype=torch.bool))
-    assert not rollout["terminated"].any()
+    torch.testing.assert_close(rollout.valid.sum(0), expected_length)
+    assert torch.equal(rollout.ends[expected_length - 1, torch.arange(300)], torch.ones(300, dtype=torch.bool))
+    assert not rollout.terminals.any()
     whole = MOMAPPO(dataclasses.replace(config, rollout_len=80), data.space, torch.device("cpu"), env, views, 50)
-    assert whole.model_rollout(data, generator)[0]["valid"].shape[0] == 50
+    assert whole.model_rollout(data, generator)[0].valid.shape[0] == 50
 
 
 @pytest.mark.parametrize("start_states", ["uniform", "episode_starts"])
@@ -209,7 +209,7 @@ def test_moma_ppo_memory_starts_from_the_datasets_history_and_ratios_start_at_on
     draw = torch.Generator().manual_seed(0)  # the starts model_rollout drew
     starts = (torch.randint(len(data), (n_envs,), generator=draw) if start_states == "uniform" else
               data.episode_starts[torch.randint(len(data.episode_starts), (n_envs,), generator=draw)])
-    assert torch.equal(out["obs"][0], data.arrays["observations"][starts].float())
+    assert torch.equal(out["observations"][0], data.arrays["observations"][starts].float())
     # step 0: the K dataset steps before each start in its episode, oldest first, masked before the episode start
     offset = starts - data.episode_start_of[starts]
     for m in range(1, K + 1):
@@ -223,7 +223,7 @@ def test_moma_ppo_memory_starts_from_the_datasets_history_and_ratios_start_at_on
         assert (offset < K).any() and (offset >= K).any()
     else:  # every window starts empty, and step t has min(t, K) pairs of the rollout's own
         assert torch.equal(out["history_mask"].sum(-1)[:, 0], torch.arange(6).clamp(max=K))
-    assert rollout["history"]["observations"].shape == (6, 2, n_envs, K, data.space.obs_dim)
+    assert rollout.history["observations"].shape == (6, 2, n_envs, K, data.space.obs_dim)
 
     # the update evaluates exactly the policy inputs that sampled the actions: no ratio leaves [1 - 1e-6, 1 + 1e-6]
     # on the first (and only) minibatch, before and after the normalisers moved
@@ -233,7 +233,7 @@ def test_moma_ppo_memory_starts_from_the_datasets_history_and_ratios_start_at_on
         assert stats["clip_fraction"] == 0 and abs(stats["approx_kl"]) < 1e-9
     # ... and the check can fail: the same rollout with the histories blanked out gives other ratios
     rollout, _ = algorithm.model_rollout(data, generator)
-    rollout["history"] = {**rollout["history"], "mask": torch.zeros_like(rollout["history"]["mask"])}
+    rollout.history = {**rollout.history, "mask": torch.zeros_like(rollout.history["mask"])}
     assert algorithm.update(rollout, generator)["clip_fraction"] > 0.5
 
 

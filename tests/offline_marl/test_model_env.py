@@ -50,24 +50,24 @@ def generator(seed=0):
 def test_step_samples_an_elite_and_clips_to_the_dataset_range(model, batch):
     obs, actions = batch
     out = ModelEnv(model).step(obs, actions, generator())
-    assert out["next_obs"].shape == (512, 10)
-    for key in ("reward", "penalty", "penalised_reward", "uncertainty", "terminated", "cut"):
+    assert out["next_observations"].shape == (512, 10)
+    for key in ("rewards", "penalties", "penalised_rewards", "uncertainty", "terminals", "cut"):
         assert out[key].shape == (512,), key
-    assert out["terminated"].dtype == torch.bool and out["cut"].dtype == torch.bool
+    assert out["terminals"].dtype == torch.bool and out["cut"].dtype == torch.bool
     # the deterministic step returns, per transition, the mean of one elite, and several elites are used
     mean_env = ModelEnv(model, RolloutPenalty(clip_to_dataset_range=False), deterministic=True)
     means = mean_env.predict_elites(obs, actions)
     step = mean_env.step(obs, actions, generator())
-    match = (step["next_obs"][None] == means["next_obs_mean"]).all(-1)  # [K, B]
+    match = (step["next_observations"][None] == means["next_obs_mean"]).all(-1)  # [K, B]
     assert match.any(0).all() and len(set(match.float().argmax(0).tolist())) == 3
     # out-of-distribution inputs push predictions outside the data's range; clipping brings them back
     far_obs, far_actions = obs * 4.0, actions * 4.0
     clipped = ModelEnv(model).step(far_obs, far_actions, generator())
     raw = ModelEnv(model, RolloutPenalty(clip_to_dataset_range=False)).step(far_obs, far_actions, generator())
-    assert ((raw["next_obs"] < model.obs_min) | (raw["next_obs"] > model.obs_max)).any()
-    assert ((clipped["next_obs"] >= model.obs_min) & (clipped["next_obs"] <= model.obs_max)).all()
-    assert ((clipped["reward"] >= model.reward_min) & (clipped["reward"] <= model.reward_max)).all()
-    assert torch.equal(torch.minimum(torch.maximum(raw["next_obs"], model.obs_min), model.obs_max), clipped["next_obs"])
+    assert ((raw["next_observations"] < model.obs_min) | (raw["next_observations"] > model.obs_max)).any()
+    assert ((clipped["next_observations"] >= model.obs_min) & (clipped["next_observations"] <= model.obs_max)).all()
+    assert ((clipped["rewards"] >= model.reward_min) & (clipped["rewards"] <= model.reward_max)).all()
+    assert torch.equal(torch.minimum(torch.maximum(raw["next_observations"], model.obs_min), model.obs_max), clipped["next_observations"])
 
 
 def test_known_structure_rebuilds_the_fingertip_and_pays_the_exact_reward(model, batch):
@@ -75,10 +75,10 @@ def test_known_structure_rebuilds_the_fingertip_and_pays_the_exact_reward(model,
     structure = known_structure(get_task(TASK))
     plain = ModelEnv(model, deterministic=True).step(obs, actions, generator())
     known = ModelEnv(model, deterministic=True, structure=structure).step(obs, actions, generator())
-    torch.testing.assert_close(known["next_obs"], structure.consistent_next_obs(obs, plain["next_obs"]))
-    torch.testing.assert_close(known["reward"], structure.reward(obs, actions, known["next_obs"]))
-    torch.testing.assert_close(known["penalised_reward"], known["reward"] - plain["penalty"])
-    assert not torch.equal(known["next_obs"], plain["next_obs"]) and not torch.equal(known["reward"], plain["reward"])
+    torch.testing.assert_close(known["next_observations"], structure.consistent_next_obs(obs, plain["next_observations"]))
+    torch.testing.assert_close(known["rewards"], structure.reward(obs, actions, known["next_observations"]))
+    torch.testing.assert_close(known["penalised_rewards"], known["rewards"] - plain["penalties"])
+    assert not torch.equal(known["next_observations"], plain["next_observations"]) and not torch.equal(known["rewards"], plain["rewards"])
 
 
 def test_penalty_terms_and_their_caps(model, batch):
@@ -91,17 +91,17 @@ def test_penalty_terms_and_their_caps(model, batch):
     u_a = pred["reward_std"].max(0).values
     assert (u_s > 0).all() and (u_r > 0).all() and (u_a > 0).all()
 
-    assert (env.step(obs, actions, generator())["penalty"] == 0).all()  # defaults: no penalty
+    assert (env.step(obs, actions, generator())["penalties"] == 0).all()  # defaults: no penalty
     out = ModelEnv(model, RolloutPenalty(next_obs_disagreement=2.0, reward_disagreement=3.0, reward_std=4.0)).step(
         obs, actions, generator())
-    torch.testing.assert_close(out["penalty"], 2 * u_s + 3 * u_r + 4 * u_a)
+    torch.testing.assert_close(out["penalties"], 2 * u_s + 3 * u_r + 4 * u_a)
     torch.testing.assert_close(out["uncertainty"], u_s)
-    torch.testing.assert_close(out["penalised_reward"], out["reward"] - out["penalty"])
+    torch.testing.assert_close(out["penalised_rewards"], out["rewards"] - out["penalties"])
 
     caps = RolloutPenalty(next_obs_disagreement=2.0, reward_disagreement=3.0, reward_std=4.0,
                           next_obs_disagreement_cap=float(2 * u_s.median()), reward_disagreement_cap=0.001,
                           reward_std_cap=1e6)
-    capped = ModelEnv(model, caps).step(obs, actions, generator())["penalty"]
+    capped = ModelEnv(model, caps).step(obs, actions, generator())["penalties"]
     expected = (2 * u_s).clamp(max=float(2 * u_s.median())) + (3 * u_r).clamp(max=0.001) + 4 * u_a
     torch.testing.assert_close(capped, expected)
     assert (capped <= float(2 * u_s.median()) + 0.001 + 4 * u_a + 1e-6).all()
@@ -120,7 +120,7 @@ def test_cut_fires_exactly_when_uncertainty_passes_the_threshold(model, batch):
 
 
 def check_rollout_invariants(out, horizon, batch_size):
-    valid, ended = out["valid"], out["terminated"] | out["cut"]
+    valid, ended = out["valid"], out["terminals"] | out["cut"]
     assert valid.shape == (horizon, batch_size)
     assert not (valid[1:] & ~valid[:-1]).any()  # valid steps are a prefix
     # a rollout ends at a terminated or cut step (or before its first transition); only the cut's
@@ -129,16 +129,16 @@ def check_rollout_invariants(out, horizon, batch_size):
     assert not (ended & ~valid).any()  # ... and nothing happens afterwards
     for key in ("rewards", "penalised_rewards", "penalties", "uncertainty"):
         assert (out[key][~valid] == 0).all(), key
-    assert torch.equal(out["obs"][1:], out["next_obs"][:-1])
-    assert torch.equal(out["next_obs"][~valid], out["obs"][~valid])  # frozen after the end
+    assert torch.equal(out["observations"][1:], out["next_observations"][:-1])
+    assert torch.equal(out["next_observations"][~valid], out["observations"][~valid])  # frozen after the end
 
 
 def test_rollout_stops_at_the_cut_and_never_without_it(model, batch):
     obs, _ = batch
     free = ModelEnv(model).rollout(policy, obs, 5, generator(7))
-    assert free["obs"].shape == (5, 512, 10) and free["actions"].shape == (5, 512, 2)
+    assert free["observations"].shape == (5, 512, 10) and free["actions"].shape == (5, 512, 2)
     assert free["log_prob"].shape == (5, 512) and free["value"].shape == (5, 512, 2)
-    assert free["valid"].all() and not free["cut"].any() and not free["terminated"].any()
+    assert free["valid"].all() and not free["cut"].any() and not free["terminals"].any()
     check_rollout_invariants(free, 5, 512)
     # below a threshold the rollout never crosses: identical to the free rollout (same generator seed)
     below = ModelEnv(model, RolloutPenalty(cut_threshold=float(free["uncertainty"].max()) * 1.01)).rollout(
@@ -177,7 +177,7 @@ def test_rollout_carries_history_windows(model, batch):
 
     out = ModelEnv(model).rollout(remembering, obs, T, generator(7), start_history=start)
     # step t acts on the start window shifted by t, the rollout's own (obs, action) pairs appended
-    own = {"observations": out["obs"].float().transpose(0, 1), "actions": out["actions"].float().transpose(0, 1),
+    own = {"observations": out["observations"].float().transpose(0, 1), "actions": out["actions"].float().transpose(0, 1),
            "mask": torch.ones(3, T, dtype=torch.bool)}
     for t in range(T):
         for key in ("observations", "actions", "mask"):
@@ -209,7 +209,7 @@ def test_the_termination_head_ends_rollouts(model, batch):
             forced.terminals_seen.fill_(True)  # as if the data had terminals (reacher's has none)
         out = ModelEnv(forced).rollout(policy, obs, 3, generator())
         check_rollout_invariants(out, 3, 512)
-        assert bool(out["terminated"][0].all()) is expect
+        assert bool(out["terminals"][0].all()) is expect
         assert bool(out["valid"][1:].any()) is not expect
 
 
@@ -236,7 +236,7 @@ def test_simulator_env_matches_multi_agent_env_stepping():
         expected_rewards.append(reward)
     simulator = SimulatorEnv(TASK)
     out = simulator.rollout(policy, torch.as_tensor(np.stack([start, start])), 8)
-    np.testing.assert_allclose(out["next_obs"][:, 0].numpy(), np.array(expected_obs), atol=1e-9)
+    np.testing.assert_allclose(out["next_observations"][:, 0].numpy(), np.array(expected_obs), atol=1e-9)
     np.testing.assert_allclose(out["rewards"][:, 1].numpy(), np.array(expected_rewards), atol=1e-9)
     assert out["valid"].all() and not out["cut"].any() and (out["penalties"] == 0).all()
     assert torch.equal(out["penalised_rewards"], out["rewards"])
@@ -246,7 +246,7 @@ def test_simulator_env_matches_multi_agent_env_stepping():
     fallen = healthy.copy()
     fallen[0] = 0.5  # torso height below Hopper's healthy range
     step = hopper.step(torch.as_tensor(np.stack([healthy, fallen])), torch.zeros(2, 3))
-    assert step["terminated"].tolist() == [False, True]
+    assert step["terminals"].tolist() == [False, True]
 
 
 def replaying(dataset, starts):
@@ -275,7 +275,7 @@ def test_perfect_wm_starts_from_stored_states_and_steps_on_from_there(tmp_path, 
     out = simulator.rollout(replaying(dataset, starts), torch.as_tensor(dataset.observations[starts]), horizon,
                             start_indices=torch.as_tensor(starts))
     for t in range(horizon):  # the dataset's own transitions, step after step (every start's episode is longer)
-        np.testing.assert_allclose(out["next_obs"][t].numpy(), dataset.next_observations[starts + t], atol=1e-5)
+        np.testing.assert_allclose(out["next_observations"][t].numpy(), dataset.next_observations[starts + t], atol=1e-5)
         np.testing.assert_allclose(out["rewards"][t].numpy(), dataset.rewards[starts + t], atol=1e-5)
 
 
@@ -299,7 +299,7 @@ def test_perfect_wm_uses_the_exact_state_where_the_observation_clips_it(tmp_path
         log = capsys.readouterr().out
         out = simulator.rollout(lambda o: (torch.zeros(1, 6, dtype=o.dtype), {}), torch.as_tensor(obs[None]), 1,
                                 start_indices=torch.zeros(1, dtype=torch.long))
-        error = np.abs(out["next_obs"][0, 0].numpy() - next_obs).max()
+        error = np.abs(out["next_observations"][0, 0].numpy() - next_obs).max()
         if name == "stored":
             assert "simulator states stored in" in log and error < 1e-9
         else:

@@ -6,7 +6,7 @@ from offline_marl.algos.bc import BC, BCConfig
 from offline_marl.algos.cql import CQL, CQLConfig
 from offline_marl.algos.iql import IQL, IQLConfig
 from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 from offline_marl.nn import LOG_STD_MIN, TanhGaussianPolicy
 
 G, OBS, ACT, HIDDEN = 2, 4, 3, (8,)
@@ -87,17 +87,17 @@ def test_squashed_log_prob_clips_bound_targets_to_one_minus_1e6():
     assert torch.allclose(value, head._log_prob_pre_tanh(mean, log_std, u), rtol=1e-4)
 
 
-def bound_batch(n_agents: int, size: int = 32) -> dict:
+def bound_batch(n_agents: int, size: int = 32) -> Batch:
     """Every action entry exactly +1 or -1 (PPO's clipped actions), padded entries zero."""
     generator = torch.Generator().manual_seed(0)
     action_mask = mask()[:n_agents, None].float()
     actions = torch.where(torch.rand(n_agents, size, ACT, generator=generator) < 0.5, -1.0, 1.0) * action_mask
-    return {"agent_observations": torch.randn(n_agents, size, OBS, generator=generator),
-            "agent_next_observations": torch.randn(n_agents, size, OBS, generator=generator),
-            "agent_actions": actions, "observations": torch.randn(size, 6, generator=generator),
-            "next_observations": torch.randn(size, 6, generator=generator),
-            "actions": actions.swapaxes(0, 1).reshape(size, -1)[:, :5], "rewards": torch.randn(size, generator=generator),
-            "dones": torch.zeros(size)}
+    return Batch(agent_observations=torch.randn(n_agents, size, OBS, generator=generator),
+                 agent_next_observations=torch.randn(n_agents, size, OBS, generator=generator),
+                 agent_actions=actions, observations=torch.randn(size, 6, generator=generator),
+                 next_observations=torch.randn(size, 6, generator=generator),
+                 actions=actions.swapaxes(0, 1).reshape(size, -1)[:, :5], rewards=torch.randn(size, generator=generator),
+                 terminals=torch.zeros(size, dtype=torch.bool))
 
 
 @pytest.mark.slow
@@ -123,7 +123,7 @@ def test_likelihood_learners_fit_actions_on_the_bounds(config_class, algorithm_c
         losses = algorithm.update(batch)
         assert all(torch.isfinite(v) for v in losses.values()), losses
     with torch.no_grad():
-        acted = algorithm.act(batch["agent_observations"], None)
+        acted = algorithm.act(batch.agent_observations, None)
     real = mask()[:, None].expand_as(acted)
-    agreement = (acted.sign() == batch["agent_actions"].sign())[real].float().mean()
+    agreement = (acted.sign() == batch.agent_actions.sign())[real].float().mean()
     assert agreement > 0.9, agreement  # chance is 0.5

@@ -10,7 +10,7 @@ from offline_marl.algos.cql import CQL, CQLConfig, cql_regularizer, q_with_propo
 from offline_marl.algos.itd3_bc import (ITD3BC, ITD3BCConfig, first_critic, smoothed_action,
                                         td3_target)
 from offline_marl.algos.omar import OMAR, OMARConfig, gaussian_proposals, rectification_search
-from offline_marl.data import AgentSpace, DeviceDataset
+from offline_marl.data import AgentSpace, Batch, DeviceDataset
 from offline_marl.nn import QEnsemble
 from offline_marl.runner import MetricsLog
 from offline_marl.train_agents import main
@@ -25,20 +25,20 @@ def padded_space() -> AgentSpace:
                       action_mask=torch.tensor([[True, True], [True, False]]))
 
 
-def random_batch(space: AgentSpace, batch: int, generator: torch.Generator, memory_len: int = 0) -> dict:
+def random_batch(space: AgentSpace, batch: int, generator: torch.Generator, memory_len: int = 0) -> Batch:
     n = space.n_agents
     obs_mask, action_mask = space.obs_mask.float()[:, None], space.action_mask.float()[:, None]
     rand = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
     out = {"agent_observations": rand(n, batch, space.obs_dim) * obs_mask,
             "agent_next_observations": rand(n, batch, space.obs_dim) * obs_mask,
             "agent_actions": torch.rand(n, batch, space.action_dim, generator=generator).mul(2).sub(1) * action_mask,
-            "rewards": rand(batch), "dones": (torch.rand(batch, generator=generator) < 0.1).float()}
+            "rewards": rand(batch), "terminals": torch.rand(batch, generator=generator) < 0.1}
     if memory_len:
         for key in ("history", "next_history"):
             out[key] = {"observations": rand(n, batch, memory_len, space.obs_dim) * obs_mask[:, :, None],
                         "actions": rand(n, batch, memory_len, space.action_dim).clamp(-1, 1) * action_mask[:, :, None],
                         "mask": torch.rand(batch, memory_len, generator=generator) < 0.7}
-    return out
+    return Batch(**out)
 
 
 # ----- CQL regulariser -------------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_padded_action_entries_stay_zero_and_losses_are_stable(config_class, alg
         assert all(v.shape == () and torch.isfinite(v) for v in losses.values()), losses
     batch = random_batch(space, 8, generator, memory_len)
     with torch.no_grad():
-        actions = algorithm.act(batch["agent_observations"], batch.get("history"))
+        actions = algorithm.act(batch.agent_observations, batch.history)
     assert actions.shape == (2, 8, 2)
     assert (actions[1, :, 1] == 0).all() and actions.abs().max() <= 1
 
@@ -242,10 +242,10 @@ def test_cql_warm_up_loss_is_entropy_regularised_behaviour_cloning_and_its_count
     cql = CQL(CQLConfig(hidden_sizes=SMALL, n_actions=3, policy_eval_start=5), space, torch.device("cpu"))
     batch = random_batch(space, 16, torch.Generator().manual_seed(0))
     torch.manual_seed(3)
-    obs = batch["agent_observations"]
+    obs = batch.agent_observations
     _, log_probs = sample_policy(cql.policy, obs, 4)  # the draw update() makes first (sample 0 = the actor's)
     expected = (cql.log_temperature.exp()[:, None] * log_probs[:, :, 0]
-                - cql.policy.gaussian_log_prob(obs, batch["agent_actions"])).mean(-1).sum() / 2
+                - cql.policy.gaussian_log_prob(obs, batch.agent_actions)).mean(-1).sum() / 2
     torch.manual_seed(3)
     losses = cql.update(batch)
     assert losses["actor_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -273,7 +273,7 @@ def test_policy_delay_counter_and_normalizer_are_checkpointed():
     expected = td3.update(batch)
     torch.manual_seed(1)
     assert all(torch.equal(v, expected[k]) for k, v in restored.update(batch).items())
-    obs = random_batch(space, 8, generator)["agent_observations"]
+    obs = random_batch(space, 8, generator).agent_observations
     assert torch.equal(restored.normalizer(obs), td3.normalizer(obs))
     normalized = td3.normalizer(obs)
     assert torch.allclose(normalized[0], (obs[0] - mean[0]) / (std[0] + 1e-3))

@@ -7,7 +7,7 @@ import torch
 
 from offline_marl.algos import cql
 from offline_marl.algos.cql import CQL, CQLConfig, cql_regularizer
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 
 
 def test_regularizer_value_and_the_direction_it_pushes_q():
@@ -32,12 +32,12 @@ def space() -> AgentSpace:
                       action_mask=torch.tensor([[True, True], [True, False]]))
 
 
-def batch() -> dict:
+def batch() -> Batch:
     generator = torch.Generator().manual_seed(0)
-    return {"agent_observations": torch.randn(2, 4, 2, generator=generator),
-            "agent_next_observations": torch.randn(2, 4, 2, generator=generator),
-            "agent_actions": (torch.rand(2, 4, 2, generator=generator) * 2 - 1) * space().action_mask[:, None].float(),
-            "rewards": torch.tensor([1.0, 0.0, -1.0, 0.5]), "dones": torch.tensor([0.0, 0.0, 1.0, 0.0])}
+    return Batch(agent_observations=torch.randn(2, 4, 2, generator=generator),
+                 agent_next_observations=torch.randn(2, 4, 2, generator=generator),
+                 agent_actions=(torch.rand(2, 4, 2, generator=generator) * 2 - 1) * space().action_mask[:, None].float(),
+                 rewards=torch.tensor([1.0, 0.0, -1.0, 0.5]), terminals=torch.tensor([False, False, True, False]))
 
 
 def critic_gradient(alpha_cql: float, recording_optimizer, monkeypatch) -> tuple[list, list]:

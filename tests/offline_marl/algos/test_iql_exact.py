@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from offline_marl.algos.iql import IQL, IQLConfig
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 
 N_AGENTS, OBS, ACT = 2, 2, 1
 
@@ -14,13 +14,13 @@ def space() -> AgentSpace:
                       action_mask=torch.ones(N_AGENTS, ACT, dtype=torch.bool))
 
 
-def batch(dones: list[float]) -> dict:
+def batch(dones: list[float]) -> Batch:
     size = len(dones)
     generator = torch.Generator().manual_seed(0)
-    return {"agent_observations": torch.randn(N_AGENTS, size, OBS, generator=generator),
-            "agent_next_observations": torch.randn(N_AGENTS, size, OBS, generator=generator),
-            "agent_actions": torch.rand(N_AGENTS, size, ACT, generator=generator) - 0.5,
-            "rewards": torch.tensor([0.5, -1.0]), "dones": torch.tensor(dones)}
+    return Batch(agent_observations=torch.randn(N_AGENTS, size, OBS, generator=generator),
+                 agent_next_observations=torch.randn(N_AGENTS, size, OBS, generator=generator),
+                 agent_actions=torch.rand(N_AGENTS, size, ACT, generator=generator) - 0.5,
+                 rewards=torch.tensor([0.5, -1.0]), terminals=torch.tensor(dones).bool())
 
 
 @pytest.fixture

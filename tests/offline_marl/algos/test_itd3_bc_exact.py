@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from offline_marl.algos.itd3_bc import ITD3BC, ITD3BCConfig
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 
 ALPHA = 2.5
 C = [[1.0, -2.0], [0.5, 4.0]]  # critic slopes c_i (agent 1's second action is padding: never used)
@@ -52,11 +52,11 @@ def td3_bc(recording_optimizer):
     return model
 
 
-def batch() -> dict:
+def batch() -> Batch:
     generator = torch.Generator().manual_seed(0)
-    return {"agent_observations": torch.randn(2, 2, 1, generator=generator),
-            "agent_next_observations": torch.randn(2, 2, 1, generator=generator),
-            "agent_actions": torch.tensor(DATA), "rewards": torch.tensor([1.0, -1.0]), "dones": torch.zeros(2)}
+    return Batch(agent_observations=torch.randn(2, 2, 1, generator=generator),
+                 agent_next_observations=torch.randn(2, 2, 1, generator=generator),
+                 agent_actions=torch.tensor(DATA), rewards=torch.tensor([1.0, -1.0]), terminals=torch.zeros(2, dtype=torch.bool))
 
 
 def by_hand():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig
-from offline_marl.data import AgentSpace
+from offline_marl.data import AgentSpace, Batch
 
 N_AGENTS, OBS, ACT, GLOBAL_OBS, GLOBAL_ACT = 2, 2, 1, 3, 2
 
@@ -15,15 +15,15 @@ def space() -> AgentSpace:
                       action_mask=torch.ones(N_AGENTS, ACT, dtype=torch.bool))
 
 
-def batch(dones: list[float]) -> dict:
+def batch(dones: list[float]) -> Batch:
     size = len(dones)
     generator = torch.Generator().manual_seed(0)
     randn = lambda *shape: torch.randn(*shape, generator=generator)  # noqa: E731
-    return {"agent_observations": randn(N_AGENTS, size, OBS), "agent_next_observations": randn(N_AGENTS, size, OBS),
-            "agent_actions": torch.rand(N_AGENTS, size, ACT, generator=generator) - 0.5,
-            "observations": randn(size, GLOBAL_OBS), "next_observations": randn(size, GLOBAL_OBS),
-            "actions": torch.rand(size, GLOBAL_ACT, generator=generator) - 0.5,
-            "rewards": torch.tensor([0.5, -1.0]), "dones": torch.tensor(dones)}
+    return Batch(agent_observations=randn(N_AGENTS, size, OBS), agent_next_observations=randn(N_AGENTS, size, OBS),
+                 agent_actions=torch.rand(N_AGENTS, size, ACT, generator=generator) - 0.5,
+                 observations=randn(size, GLOBAL_OBS), next_observations=randn(size, GLOBAL_OBS),
+                 actions=torch.rand(size, GLOBAL_ACT, generator=generator) - 0.5,
+                 rewards=torch.tensor([0.5, -1.0]), terminals=torch.tensor(dones).bool())
 
 
 @pytest.fixture

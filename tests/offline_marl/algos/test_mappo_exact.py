@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+from offline_marl.algos.mappo import MAPPO, MAPPOConfig, PPORollout
 from offline_marl.data import AgentSpace
 
 N_AGENTS, LOG_STD, ACTION = 2, -0.5, 0.3
@@ -29,19 +29,20 @@ def build(constant_output, value: float, **flags) -> MAPPO:
     return model
 
 
-def rollout(rewards: list[float], ratio: float) -> dict:
+def rollout(rewards: list[float], ratio: float) -> PPORollout:
     """One episode of T steps ending (not terminated) at the last one; every action is ACTION and its old
     log-probability is chosen so that pi / pi_old = ratio for both agents at every step."""
     steps = len(rewards)
     log_prob = -0.5 * (ACTION / math.exp(LOG_STD)) ** 2 - LOG_STD - 0.5 * math.log(2 * math.pi)
     ends = torch.zeros(steps, 1, dtype=torch.bool)
     ends[-1] = True
-    return {"agent_obs": torch.zeros(steps, N_AGENTS, 1, 1), "next_agent_obs": torch.zeros(steps, N_AGENTS, 1, 1),
-            "global_obs": torch.zeros(steps, 1, 2), "next_global_obs": torch.zeros(steps, 1, 2),
-            "actions": torch.full((steps, N_AGENTS, 1, 1), ACTION),
-            "log_probs": torch.full((steps, N_AGENTS, 1), log_prob - math.log(ratio)),
-            "rewards": torch.tensor(rewards).view(steps, 1), "terminated": torch.zeros(steps, 1, dtype=torch.bool),
-            "ends": ends, "valid": torch.ones(steps, 1, dtype=torch.bool)}
+    return PPORollout(
+        agent_observations=torch.zeros(steps, N_AGENTS, 1, 1), agent_next_observations=torch.zeros(steps, N_AGENTS, 1, 1),
+        observations=torch.zeros(steps, 1, 2), next_observations=torch.zeros(steps, 1, 2),
+        agent_actions=torch.full((steps, N_AGENTS, 1, 1), ACTION),
+        log_probs=torch.full((steps, N_AGENTS, 1), log_prob - math.log(ratio)),
+        rewards=torch.tensor(rewards).view(steps, 1), terminals=torch.zeros(steps, 1, dtype=torch.bool),
+        ends=ends, valid=torch.ones(steps, 1, dtype=torch.bool))
 
 
 def test_surrogate_clips_the_ratio(constant_output):
