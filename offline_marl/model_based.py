@@ -47,9 +47,9 @@ class ModelRolloutConfig:
                                              "percentile of next-state disagreement; inf (the default) = never cut, "
                                              "which measured best on reacher (README, \"MOMA-PPO ablation\"), e.g. 10")
     clip_to_dataset: bool = flag(True, "clip predicted observations and rewards to the dataset's range")
-    known_structure: bool = flag(True, "where the body's observation relations and reward are known exactly "
-                                       "(dzsc.known_structure: Reacher), recompute the model's derived observation "
-                                       "entries and use the exact reward; no effect on other bodies")
+    known_structure: bool = flag(True, "use what the body's definition fixes instead of the model's guess "
+                                       "(dzsc.known_structure): Reacher's derived observation entries and exact "
+                                       "reward, the healthy-range termination of Hopper, Walker2d and Ant")
 
     def rollout_penalty(self, cut_threshold: float = math.inf) -> RolloutPenalty:
         return RolloutPenalty(next_obs_disagreement=self.next_obs_penalty,

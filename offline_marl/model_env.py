@@ -21,9 +21,10 @@ output normalisation, so the first term is in "typical one-step changes"):
     penalised_reward = r - penalty
     uncertainty = u_s;   cut = uncertainty > cut_threshold             the adaptive cut
 
-With a `structure` (`dzsc.known_structure`, e.g. Reacher), the sampled next observation's derived entries
-are recomputed from the others (s' <- consistent(s, s')) and r is the environment's exact reward of
-(s, a, s'); the penalties still measure the elites' disagreement.
+With a `structure` (`dzsc.known_structure`), what the body's definition fixes replaces the model's guess:
+on Reacher the sampled next observation's derived entries are recomputed from the others
+(s' <- consistent(s, s')) and r is the environment's exact reward of (s, a, s'); on Hopper, Walker2d and
+Ant the termination is the healthy-range test of s'. The penalties still measure the elites' disagreement.
 
 A start state's rollout ends at a predicted termination (that step is a valid, terminal transition) or
 before a transition the elites disagree on too much: that transition is dropped (`valid` False) and the
@@ -181,9 +182,12 @@ class ModelEnv(RolloutEnv):
         if c.clip_to_dataset_range:
             next_obs = torch.minimum(torch.maximum(next_obs, model.obs_min), model.obs_max)
             reward = reward.clamp(model.reward_min, model.reward_max)
+        terminals = pred["terminal_prob"][chosen, rows] > 0.5
         if self.structure is not None:
             next_obs = self.structure.consistent_next_obs(obs, next_obs)
-            reward = self.structure.reward(obs, action, next_obs)
+            known_reward, known_terminals = self.structure.reward(obs, action, next_obs), self.structure.terminal(next_obs)
+            reward = reward if known_reward is None else known_reward
+            terminals = terminals if known_terminals is None else known_terminals
         u_s = model.next_obs_disagreement(pred["next_obs_mean"])
         u_r = (pred["reward_mean"] - pred["reward_mean"].mean(0)).abs().max(0).values
         u_a = pred["reward_std"].max(0).values
@@ -191,8 +195,7 @@ class ModelEnv(RolloutEnv):
                    + (c.reward_disagreement * u_r).clamp(max=c.reward_disagreement_cap)
                    + (c.reward_std * u_a).clamp(max=c.reward_std_cap))
         return {"next_observations": next_obs, "rewards": reward, "penalties": penalty,
-                "penalised_rewards": reward - penalty, "uncertainty": u_s,
-                "terminals": pred["terminal_prob"][chosen, rows] > 0.5,
+                "penalised_rewards": reward - penalty, "uncertainty": u_s, "terminals": terminals,
                 "cut": u_s > c.cut_threshold}
 
 

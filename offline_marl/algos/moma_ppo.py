@@ -9,7 +9,7 @@ Each iteration (one runner step):
   2. roll the current decentralised policies out for up to `--rollout_len` steps in the world model
      (a random elite per transition, `offline_marl.model_env`): a_i ~ pi_i(.|o_i), executed clipped to
      the dataset's action range (`--action_range`), r~ = r - penalty(s, a), with the body's known
-     observation relations and reward where it has them (`--known_structure`, `dzsc.known_structure`),
+     observation relations, reward and termination where it has them (`--known_structure`, `dzsc.known_structure`),
      stopping a start state's rollout at a predicted termination, at its episode's time limit, or before
      a transition whose ensemble disagreement passes `--cut_threshold` (the adaptive cut: that
      transition is dropped, the step before it is a truncation bootstrapped by the critic);

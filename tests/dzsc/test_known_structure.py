@@ -1,5 +1,7 @@
-"""dzsc.known_structure: Reacher's derived observation entries and reward, checked against the simulator."""
+"""dzsc.known_structure: Reacher's derived observation entries and reward, and the healthy-range termination of
+Hopper, Walker2d and Ant, checked against the simulator."""
 import numpy as np
+import pytest
 import torch
 
 from dzsc.envs import MultiAgentEnv
@@ -42,7 +44,45 @@ def test_reacher_structure_rebuilds_the_observation_and_pays_the_simulators_rewa
     torch.testing.assert_close(structure.reward(obs, actions, moved), rewards - 0.1, atol=1e-9, rtol=0)
 
 
-def test_other_bodies_have_no_known_structure():
-    for task in ("halfcheetah-random-gen_2x3_0", "hopper-random-gen_3x1_0", "walker2d-random-gen_2x3_0",
-                 "ant-random-gen_4x2_0", "coordination-expert-mix-v0_2x1_0"):
+LOCOMOTION = ("hopper-random-gen_3x1_0", "walker2d-random-gen_2x3_0", "ant-random-gen_4x2_0", "hopper-medium-v2_3x1_0",
+              "walker2d-medium-v2_2x3_0", "ant-medium-v2_4x2_0")
+
+
+@pytest.mark.parametrize("task_name", LOCOMOTION)
+def test_healthy_range_termination_is_the_simulators(task_name):
+    """Every step of random-action episodes (v5 and v4) and of ant jumps: `terminal(s')` equals the simulator's
+    `terminated`, and enough steps terminate for a wrong range or index to show."""
+    env = MultiAgentEnv(get_task(task_name))
+    structure = known_structure(get_task(task_name))
+    rng = np.random.default_rng(0)
+    next_obs, terminated = [], []
+    env.reset(seed=0)
+    for step in range(600):
+        if task_name.startswith("ant") and step % 20 == 0:  # random ant actions never end an episode: throw it up
+            data = env.env.unwrapped.data
+            qpos, qvel = data.qpos.copy(), data.qvel.copy()
+            qvel[2] = rng.uniform(0.0, 6.0)
+            env.set_simulator_state(qpos, qvel)
+        after, _, done, truncated, _ = env.step_global(rng.uniform(-1.0, 1.0, get_task(task_name).action_dim))
+        next_obs.append(after), terminated.append(done)
+        if done or truncated:
+            env.reset(seed=step)
+    predicted = structure.terminal(torch.as_tensor(np.array(next_obs)))
+    assert predicted.tolist() == terminated
+    assert 10 <= sum(terminated) <= 590, sum(terminated)
+
+
+def test_hopper_positions_outside_the_state_range_terminate_and_its_velocities_do_not_count():
+    """Random actions never take a hopper joint past 100: the position part of its state check, made by hand."""
+    structure = known_structure(get_task("hopper-random-gen_3x1_0"))
+    healthy = torch.tensor([1.25, 0.0, 0.1, -0.1, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    cases = healthy.repeat(4, 1)
+    cases[1, 3] = 150.0  # a joint position (qpos[3]) outside (-100, 100)
+    cases[2, 10] = 150.0  # a velocity: Gymnasium checks it, the observation (clipped at 10) cannot show it
+    cases[3, 0] = 0.7  # z on the (open) lower bound
+    assert structure.terminal(cases).tolist() == [False, True, False, True]
+
+
+def test_halfcheetah_and_the_games_have_no_known_structure():
+    for task in ("halfcheetah-random-gen_2x3_0", "halfcheetah-medium-v2_2x3_0", "coordination-expert-mix-v0_2x1_0"):
         assert known_structure(get_task(task)) is None, task

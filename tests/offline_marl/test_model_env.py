@@ -10,7 +10,7 @@ import torch
 from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.generate import generate
 from dzsc.envs import MultiAgentEnv
-from dzsc.known_structure import known_structure
+from dzsc.known_structure import HealthyRange, known_structure
 from dzsc.tasks import get_task
 from offline_marl.data import empty_history
 from offline_marl.errors import ConfigError
@@ -79,6 +79,18 @@ def test_known_structure_rebuilds_the_fingertip_and_pays_the_exact_reward(model,
     torch.testing.assert_close(known["rewards"], structure.reward(obs, actions, known["next_observations"]))
     torch.testing.assert_close(known["penalised_rewards"], known["rewards"] - plain["penalties"])
     assert not torch.equal(known["next_observations"], plain["next_observations"]) and not torch.equal(known["rewards"], plain["rewards"])
+
+
+def test_a_known_termination_replaces_the_models_and_keeps_its_observation_and_reward(model, batch):
+    obs, actions = batch
+    structure = HealthyRange("Ant-v5", (0.2, 1.0))  # on reacher's s'[0] = cos q0: both outcomes occur
+    plain = ModelEnv(model, deterministic=True).step(obs, actions, generator())
+    known = ModelEnv(model, deterministic=True, structure=structure).step(obs, actions, generator())
+    expected = (plain["next_observations"][:, 0] < 0.2) | (plain["next_observations"][:, 0] > 1.0)
+    assert torch.equal(known["terminals"], expected) and 0 < int(expected.sum()) < len(expected)
+    assert not torch.equal(known["terminals"], plain["terminals"])
+    for key in ("next_observations", "rewards", "penalties"):
+        assert torch.equal(known[key], plain[key]), key
 
 
 def test_penalty_terms_and_their_caps(model, batch):
