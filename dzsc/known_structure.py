@@ -130,15 +130,16 @@ class HealthyRange(BodyStructure):
                  position_range: tuple[float, float] | None = None, n_positions: int = 0):
         self.z_range, self.angle_range = z_range, angle_range
         self.position_range, self.n_positions = position_range, n_positions  # qpos[2:] = obs[1 : n_positions]
-        self.inclusive = angle_range is None  # Ant's z test includes its bounds, Hopper's and Walker2d's do not
+        # Gymnasium's Ant tests z with <= and the state's finiteness, Hopper and Walker2d with < (and an angle)
+        self.ant_form = env_id.startswith("Ant")
         self.description = f"{env_id}: termination from the healthy ranges of the next observation"
 
     def terminal(self, next_obs: torch.Tensor) -> torch.Tensor:
         z, (low, high) = next_obs[:, 0], self.z_range
-        healthy = (low <= z) & (z <= high) if self.inclusive else (low < z) & (z < high)
-        if self.angle_range is None:
+        healthy = (low <= z) & (z <= high) if self.ant_form else (low < z) & (z < high)
+        if self.ant_form:
             healthy = healthy & torch.isfinite(next_obs).all(1)
-        else:
+        if self.angle_range is not None:
             healthy = healthy & (self.angle_range[0] < next_obs[:, 1]) & (next_obs[:, 1] < self.angle_range[1])
         if self.position_range is not None:
             positions = next_obs[:, 1:self.n_positions]

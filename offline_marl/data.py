@@ -66,7 +66,7 @@ class Batch:
         """`terminals` as floats: the bootstrap factor is (1 - dones)."""
         return self.terminals.float()
 
-    def followed_by(self, other: "Batch") -> "Batch":
+    def followed_by(self, other: Batch) -> Batch:
         """This batch then `other` (agent tensors joined on their batch dimension 1); no histories."""
         joined = {}
         for name in (field.name for field in fields(self) if not field.name.endswith("history")):

@@ -185,7 +185,8 @@ class ModelEnv(RolloutEnv):
         terminals = pred["terminal_prob"][chosen, rows] > 0.5
         if self.structure is not None:
             next_obs = self.structure.consistent_next_obs(obs, next_obs)
-            known_reward, known_terminals = self.structure.reward(obs, action, next_obs), self.structure.terminal(next_obs)
+            known_reward = self.structure.reward(obs, action, next_obs)
+            known_terminals = self.structure.terminal(next_obs)
             reward = reward if known_reward is None else known_reward
             terminals = terminals if known_terminals is None else known_terminals
         u_s = model.next_obs_disagreement(pred["next_obs_mean"])

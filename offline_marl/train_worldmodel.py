@@ -31,7 +31,7 @@ from offline_marl.errors import ConfigError
 from offline_marl.runner import resolve_device, train
 from offline_marl.world_model import (DEFAULT_FILENAME, CorruptWorldModelError, EnsembleWorldModel,
                                       dataset_fingerprint, default_world_model_path, split_hub_id)
-from offline_marl.world_model_training import TRAINING_FIELDS, WorldModelConfig, WorldModelTrainer, reusable
+from offline_marl.world_model_training import WorldModelConfig, WorldModelTrainer, changed_settings, reusable
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "wandb_run_id", "checkpoints/last.pt")
 
@@ -63,9 +63,8 @@ def clear_previous_run(run_dir: Path, path: Path) -> None:
 def trains_on(model_info: dict, fingerprint: str, config: WorldModelConfig, run_dir: Path) -> bool:
     """True when `config` only raises the --max_training_step of a model that stopped at its old one, on the same
     data, and its run can resume from a checkpoint: training goes on from there instead of being refused."""
-    saved, wanted = model_info.get("config") or {}, config.to_dict()
-    changed = [name for name in TRAINING_FIELDS if saved.get(name) != wanted[name]]
-    grows = changed == ["max_training_step"] and config.max_training_step > saved["max_training_step"]
+    grows = (changed_settings(model_info, config) == ["max_training_step"]
+             and config.max_training_step > model_info["config"]["max_training_step"])
     stopped_at_budget = (model_info.get("metrics") or {}).get("stopped") == "max_training_step"
     return (grows and stopped_at_budget and model_info.get("fingerprint") == fingerprint
             and (run_dir / "checkpoints" / "last.pt").is_file())
@@ -89,8 +88,9 @@ def train_world_model(config: WorldModelConfig, device: str | torch.device | Non
             model = EnsembleWorldModel.load(path, device, task=task)
         except CorruptWorldModelError as err:
             raise CorruptWorldModelError(f"{err} Or pass --retrain to overwrite it.") from err
-        reason = reusable(model.info, dataset_fingerprint(dataset), config)
-        extend = reason is not None and trains_on(model.info, dataset_fingerprint(dataset), config, run_dir)
+        fingerprint = dataset_fingerprint(dataset)
+        reason = reusable(model.info, fingerprint, config)
+        extend = reason is not None and trains_on(model.info, fingerprint, config, run_dir)
         if reason is not None and not extend:
             raise ConfigError(f"{path} holds another world model ({reason}); it was left as it is. Fix: pass "
                               "--retrain to replace it, or another --world_model_path / --run_dir")

@@ -306,13 +306,18 @@ def fit_world_model(dataset: OfflineDataset, config: WorldModelConfig, device: s
     return model, metrics
 
 
+def changed_settings(model_info: dict, config: WorldModelConfig) -> list[str]:
+    """The TRAINING_FIELDS whose saved value differs from `config`'s."""
+    saved, wanted = model_info.get("config") or {}, config.to_dict()
+    return [name for name in TRAINING_FIELDS if saved.get(name) != wanted[name]]
+
+
 def reusable(model_info: dict, fingerprint: str, config: WorldModelConfig) -> str | None:
     """None when a saved model matches the dataset fingerprint and the training settings, else the reason."""
     if model_info.get("fingerprint") != fingerprint:
         return f"it was trained on another dataset (fingerprint {model_info.get('fingerprint')}, now {fingerprint})"
-    saved = model_info.get("config") or {}
-    wanted = config.to_dict()
-    changed = [name for name in TRAINING_FIELDS if saved.get(name) != wanted[name]]
+    saved, wanted = model_info.get("config") or {}, config.to_dict()
+    changed = changed_settings(model_info, config)
     if changed:
         return "its training settings differ: " + ", ".join(f"{n} {saved.get(n)!r} -> {wanted[n]!r}" for n in changed)
     return None

@@ -135,7 +135,8 @@ class ModelAugmentedLearner(nn.Module):
         n_real = round(c.batch_size * c.real_data_fraction)
         real = data.sample(n_real, generator)
         synthetic = self._synthetic_batch(c.batch_size - n_real, generator)
-        return {**self.learner.update(real.followed_by(synthetic)), **dict(zip(ROLLOUT_STATISTICS, self.latest_rollout_statistics.clone()))}
+        return {**self.learner.update(real.followed_by(synthetic)),
+                **dict(zip(ROLLOUT_STATISTICS, self.latest_rollout_statistics.clone()))}
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)

@@ -52,8 +52,8 @@ LOCOMOTION = ("hopper-random-gen_3x1_0", "walker2d-random-gen_2x3_0", "ant-rando
 def test_healthy_range_termination_is_the_simulators(task_name):
     """Every step of random-action episodes (v5 and v4) and of ant jumps: `terminal(s')` equals the simulator's
     `terminated`, and enough steps terminate for a wrong range or index to show."""
-    env = MultiAgentEnv(get_task(task_name))
-    structure = known_structure(get_task(task_name))
+    task = get_task(task_name)
+    env, structure = MultiAgentEnv(task), known_structure(task)
     rng = np.random.default_rng(0)
     next_obs, terminated = [], []
     env.reset(seed=0)
@@ -63,7 +63,7 @@ def test_healthy_range_termination_is_the_simulators(task_name):
             qpos, qvel = data.qpos.copy(), data.qvel.copy()
             qvel[2] = rng.uniform(0.0, 6.0)
             env.set_simulator_state(qpos, qvel)
-        after, _, done, truncated, _ = env.step_global(rng.uniform(-1.0, 1.0, get_task(task_name).action_dim))
+        after, _, done, truncated, _ = env.step_global(rng.uniform(-1.0, 1.0, task.action_dim))
         next_obs.append(after), terminated.append(done)
         if done or truncated:
             env.reset(seed=step)

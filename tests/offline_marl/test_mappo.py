@@ -54,7 +54,8 @@ def random_rollout(space: AgentSpace, T: int, E: int, seed: int) -> PPORollout:
     n, obs, act, gobs = space.n_agents, space.obs_dim, space.action_dim, space.global_obs_dim
     mask = space.obs_mask[None, :, None, :]
     rollout = {
-        "agent_observations": torch.randn(T, n, E, obs, generator=g) * mask, "observations": torch.randn(T, E, gobs, generator=g),
+        "agent_observations": torch.randn(T, n, E, obs, generator=g) * mask,
+        "observations": torch.randn(T, E, gobs, generator=g),
         "agent_actions": torch.randn(T, n, E, act, generator=g) * space.action_mask[None, :, None, :],
         "log_probs": -torch.rand(T, n, E, generator=g), "rewards": torch.randn(T, E, generator=g),
         "terminals": torch.rand(T, E, generator=g) < 0.05,

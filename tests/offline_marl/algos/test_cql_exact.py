@@ -36,7 +36,8 @@ def batch() -> Batch:
     generator = torch.Generator().manual_seed(0)
     return Batch(agent_observations=torch.randn(2, 4, 2, generator=generator),
                  agent_next_observations=torch.randn(2, 4, 2, generator=generator),
-                 agent_actions=(torch.rand(2, 4, 2, generator=generator) * 2 - 1) * space().action_mask[:, None].float(),
+                 agent_actions=(torch.rand(2, 4, 2, generator=generator) * 2 - 1)
+                 * space().action_mask[:, None].float(),
                  rewards=torch.tensor([1.0, 0.0, -1.0, 0.5]), terminals=torch.tensor([False, False, True, False]))
 
 

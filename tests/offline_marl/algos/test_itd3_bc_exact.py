@@ -56,7 +56,8 @@ def batch() -> Batch:
     generator = torch.Generator().manual_seed(0)
     return Batch(agent_observations=torch.randn(2, 2, 1, generator=generator),
                  agent_next_observations=torch.randn(2, 2, 1, generator=generator),
-                 agent_actions=torch.tensor(DATA), rewards=torch.tensor([1.0, -1.0]), terminals=torch.zeros(2, dtype=torch.bool))
+                 agent_actions=torch.tensor(DATA), rewards=torch.tensor([1.0, -1.0]),
+                 terminals=torch.zeros(2, dtype=torch.bool))
 
 
 def by_hand():

@@ -37,7 +37,8 @@ def rollout(rewards: list[float], ratio: float) -> PPORollout:
     ends = torch.zeros(steps, 1, dtype=torch.bool)
     ends[-1] = True
     return PPORollout(
-        agent_observations=torch.zeros(steps, N_AGENTS, 1, 1), agent_next_observations=torch.zeros(steps, N_AGENTS, 1, 1),
+        agent_observations=torch.zeros(steps, N_AGENTS, 1, 1),
+        agent_next_observations=torch.zeros(steps, N_AGENTS, 1, 1),
         observations=torch.zeros(steps, 1, 2), next_observations=torch.zeros(steps, 1, 2),
         agent_actions=torch.full((steps, N_AGENTS, 1, 1), ACTION),
         log_probs=torch.full((steps, N_AGENTS, 1), log_prob - math.log(ratio)),
