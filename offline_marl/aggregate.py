@@ -32,7 +32,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from offline_marl.config import run_cli
+from offline_marl.runner import read_run_config
 
 # Config fields that do not define a variant (seeds of one configuration differ only in these).
 NOT_VARIANT = {"seed", "run_dir", "run_name", "device", "wandb", "wandb_project", "wandb_entity", "wandb_group",
@@ -67,7 +69,7 @@ def collect_runs(runs_dir: Path) -> list[dict]:
         config_file = summary_file.parent / "config.yaml"
         if not config_file.exists():
             continue
-        config = yaml.safe_load(config_file.read_text())
+        config = read_run_config(summary_file.parent)
         metrics_file = summary_file.parent / "metrics.jsonl"
         curve = []
         if metrics_file.exists():
@@ -226,4 +228,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(lambda: sys.exit(main()))

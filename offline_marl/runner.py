@@ -42,7 +42,7 @@ from dzsc.datasets import load_dataset
 from dzsc.files import remove_stale_temporaries, write_atomically
 from dzsc.datasets.dataset import OfflineDataset
 from dzsc.tasks import Task, get_task
-from offline_marl.config import RunConfig
+from offline_marl.config import RunConfig, read_yaml_mapping
 from offline_marl.data import AgentSpace, DeviceDataset, device_views
 from offline_marl.errors import CheckpointError, ConfigError, RunDirConflictError, TrainingDivergedError
 from offline_marl.evaluation import evaluate, save_frame_strip
@@ -274,6 +274,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoints/last.pt")  # what a run folder holds besides config.yaml
 
 
+def read_run_config(run_dir: Path) -> dict:
+    """A run folder's config.yaml as a mapping; bad YAML or another type raises RunDirConflictError naming it."""
+    try:
+        return read_yaml_mapping(run_dir / "config.yaml", "run configuration", error=RunDirConflictError)
+    except RunDirConflictError as err:
+        raise RunDirConflictError(f"{err}. {run_dir} is not a run folder this command can use; nothing was changed. "
+                                  "Fix: repair or remove that config.yaml, or move the folder away") from None
+
+
 def prepare_run_dir(config: RunConfig) -> Path:
     """Create the run folder, or check that an existing one holds this run. Refused, with nothing changed: run
     files without a config.yaml (not a folder this run wrote), and a different configuration once the earlier
@@ -292,7 +301,7 @@ def prepare_run_dir(config: RunConfig) -> Path:
             f"{run_dir} holds {', '.join(produced)} but no config.yaml, so it is not a run folder this run can "
             "resume; nothing was changed. Fix: choose another --run_dir / --run_name, or move that folder away")
     if config_file.exists():
-        previous = yaml.safe_load(config_file.read_text())
+        previous = read_run_config(run_dir)
         changed = sorted(k for k in set(previous) | set(resolved)
                          if k not in RESUMABLE_CHANGES and previous.get(k) != resolved.get(k))
         if changed and produced:

@@ -20,7 +20,6 @@ import shutil
 from pathlib import Path
 
 import torch
-import yaml
 
 from dzsc.datasets import load_dataset
 from dzsc.datasets.dataset import OfflineDataset
@@ -28,7 +27,7 @@ from dzsc.datasets.hub import push_file
 from dzsc.tasks import get_task
 from offline_marl.config import parse_config, run_cli
 from offline_marl.errors import ConfigError
-from offline_marl.runner import resolve_device, train
+from offline_marl.runner import read_run_config, resolve_device, train
 from offline_marl.world_model import (DEFAULT_FILENAME, CorruptWorldModelError, EnsembleWorldModel,
                                       dataset_fingerprint, default_world_model_path, split_hub_id)
 from offline_marl.world_model_training import WorldModelConfig, WorldModelTrainer, changed_settings, reusable
@@ -49,8 +48,8 @@ def clear_previous_run(run_dir: Path, path: Path) -> None:
     folder whose config.yaml says it is one; other files are left alone)."""
     config_file = run_dir / "config.yaml"
     if config_file.is_file():
-        previous = yaml.safe_load(config_file.read_text())
-        if not isinstance(previous, dict) or previous.get("alg_name") != "world-model":
+        previous = read_run_config(run_dir)
+        if previous.get("alg_name") != "world-model":
             raise ConfigError(f"--retrain: {run_dir} holds a run of {previous.get('alg_name')!r}, not a world model; "
                               "nothing was removed. Fix: pass another --run_dir / --world_model_path")
         for name in RUN_FILES:

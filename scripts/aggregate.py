@@ -3,6 +3,7 @@
 import sys
 
 from offline_marl.aggregate import main
+from offline_marl.config import run_cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(lambda: sys.exit(main()))

@@ -1,10 +1,13 @@
 """Test-wide settings: offline, headless, no tracking, no stray data folders."""
 import os
+import tempfile
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ["DZSC_OFFLINE"] = "1"
+# hypothesis's caches (its example database is off, see tests/test_malformed_input.py) outside the working tree
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "dzsc-tests-hypothesis"))
 
 import pytest  # noqa: E402
 

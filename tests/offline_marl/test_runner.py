@@ -365,3 +365,31 @@ def test_reusing_freed_memory_stops_the_page_faults_of_large_tensors():
     assert faults("default")[1] > pages // 2  # glibc's default returns the memory and faults it back in
     applied, count = faults("reuse")
     assert applied == "True" and count < pages // 10
+
+
+@pytest.mark.parametrize("document", ["- alg_name: bc\n", "alg_name: [bc\n", "just text\n"])
+def test_a_run_folder_whose_config_is_not_a_mapping_is_refused_and_left_alone(document, reacher_c_path, train_args,
+                                                                              tmp_path, capsys):
+    from offline_marl import aggregate
+    from offline_marl.config import run_cli
+    from offline_marl.train_worldmodel import main as train_worldmodel
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(document)
+    (run_dir / "summary.json").write_text('{"final_normalized_score": 1.0}')
+    commands = {
+        "train": lambda: main(train_args("bc", reacher_c_path, run_dir, 10, **SMALL)),
+        "retrain": lambda: train_worldmodel(["--task_name", "reacher-expert-C-gen_2x1_0", "--dataset_path",
+                                             reacher_c_path, "--run_dir", str(run_dir), "--retrain", "--device", "cpu"]),
+        "aggregate": lambda: aggregate.main([str(tmp_path), "--no_plots"]),
+    }
+    for name, command in commands.items():
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stop:
+            run_cli(command)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "Traceback" not in err, (name, err)
+        assert f"{run_dir / 'config.yaml'}" in err and "not a run folder" in err, (name, err)
+        assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "summary.json"], name
+        assert (run_dir / "config.yaml").read_text() == document, name
