@@ -39,7 +39,6 @@ REPORT.md, report.json. Exit status: 0 all done, 1 some jobs failed (the report 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
@@ -250,32 +249,6 @@ def training_specs(plan: dict, tasks: list, datasets: dict, out: Path, seeds: li
     for one in sweeps.values():
         specs += sweep.expand(one, runs_dir=out / "runs", seeds=seeds)
     return specs
-
-
-def check_arguments(specs: list) -> None:
-    """Parse every job's flags with its entry point's parser now, so that a bad plan fails before hours of jobs."""
-    from offline_marl.config import parse_config
-    from offline_marl.world_model_training import WorldModelConfig
-
-    def config_class(spec):
-        if spec.entry_point == WORLD_MODEL_ENTRY_POINT:
-            return lambda alg: WorldModelConfig
-        return lambda alg: registry.algorithm(alg, spec.entry_point).config_class
-
-    checked = set()
-    for spec in specs:
-        key = (spec.entry_point, spec.point.get("alg_name"), spec.point.get("task_name"))
-        if key in checked:
-            continue
-        checked.add(key)
-        try:
-            with contextlib.redirect_stderr(sys.stdout):
-                parse_config(config_class(spec), list(spec.argv), spec.entry_point, default_alg=spec.point["alg_name"])
-        except SystemExit:
-            raise ReproduceError(f"the plan gives {spec.label} flags its entry point rejects (see the message above): "
-                                 f"python -m {spec.entry_point} {shlex.join(spec.argv)}") from None
-        except Exception as error:  # ConfigError and kin: the message names the value
-            raise ReproduceError(f"{spec.label}: {error}") from None
 
 
 def run_jobs(specs: list, cluster: str, options: dict) -> list:
@@ -562,7 +535,7 @@ def reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         runnable = [task for task in tasks if task.name not in skipped]
         models = world_model_specs(plan, runnable, datasets, out, seeds, algorithms)
         training = training_specs(plan, runnable, datasets, out, seeds, algorithms)
-        check_arguments(models + training)
+        sweep.check_job_flags(models + training)  # a bad plan fails before hours of jobs
         for label, specs in (("world models", models), ("training runs", training)):
             pending = [spec for spec in specs if not spec.finished()]
             print(f"{label}: {len(specs)}, {len(specs) - len(pending)} already finished, {len(pending)} to run")

@@ -43,7 +43,9 @@ Clusters:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import itertools
 import json
 import os
@@ -63,6 +65,7 @@ from pathlib import Path
 
 import submitit
 
+from dzsc.errors import DzscError
 from offline_marl.config import check_top_level_types, is_count, read_yaml_mapping
 
 # Keys of a sweep file.
@@ -266,6 +269,30 @@ def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | N
                 seen[run_dir] = chosen
                 jobs.append(JobSpec(str(run_dir), sweep["entry_point"], tuple(argv), point, variant))
     return jobs
+
+
+def check_job_flags(jobs: list[JobSpec]) -> None:
+    """Parse every job's command line as its entry point will (its `parse`: the flags, a --config file, value ranges)
+    before anything runs or is submitted, so a bad value stops the sweep here, naming the job, not each job later.
+    A module without `parse` is checked when its jobs run."""
+    for spec in jobs:
+        try:
+            module = importlib.import_module(spec.entry_point)
+        except ImportError as error:
+            raise SweepError(f"entry_point {spec.entry_point!r} cannot be imported ({error}); it names a module run "
+                             "as `python -m MODULE`, such as offline_marl.train_agents") from None
+        parse = getattr(module, "parse", None)
+        if parse is None:
+            continue
+        with contextlib.redirect_stderr(io.StringIO()) as usage:  # argparse prints its error, then exits
+            try:
+                parse(list(spec.argv))
+            except DzscError as error:
+                raise SweepError(f"job {spec.run_dir}: {error}") from None
+            except SystemExit as stop:
+                if stop.code:
+                    message = usage.getvalue().strip().splitlines()[-1].split("error: ", 1)[-1]
+                    raise SweepError(f"job {spec.run_dir}: {spec.entry_point} refuses its flags: {message}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sweep = load_sweep(args.sweep)
         jobs = expand(sweep, args.runs_dir, args.seeds, extra)
+        check_job_flags(jobs)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,13 +9,18 @@ folder, resumption and signals are described in `offline_marl.runner`.
 from __future__ import annotations
 
 from offline_marl import registry
-from offline_marl.config import parse_config, run_cli
+from offline_marl.config import RunConfig, parse_config, run_cli
 from offline_marl.runner import train
 
 
+def parse(argv: list[str] | None = None) -> RunConfig:
+    """The run's configuration from its command line, checked; nothing is read or written."""
+    return parse_config(lambda name: registry.algorithm(name, registry.OFFLINE).config_class, argv,
+                        __doc__.split("\n\n")[0], default_alg="bc", alg_choices=registry.names(registry.OFFLINE))
+
+
 def main(argv: list[str] | None = None) -> dict:
-    config = parse_config(lambda name: registry.algorithm(name, registry.OFFLINE).config_class, argv,
-                          __doc__.split("\n\n")[0], default_alg="bc", alg_choices=registry.names(registry.OFFLINE))
+    config = parse(argv)
     entry = registry.algorithm(config.alg_name)
     return train(config, entry.make, uses_reward_scale=entry.uses_reward_scale)
 

@@ -9,7 +9,7 @@ run folder records the algorithm as `mb-{name}`.
 from __future__ import annotations
 
 from offline_marl import registry
-from offline_marl.config import parse_config, run_cli
+from offline_marl.config import RunConfig, parse_config, run_cli
 from offline_marl.runner import train
 
 
@@ -20,11 +20,16 @@ def model_augmented(name: str) -> registry.Algorithm:
     return registry.algorithm(name, registry.MODEL_AUGMENTED)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse(argv: list[str] | None = None) -> RunConfig:
+    """The run's configuration from its command line, checked; nothing is read or written."""
     choices = registry.names(registry.MODEL_AUGMENTED)
-    config = parse_config(lambda name: model_augmented(name).config_class, argv, __doc__.split("\n\n")[0],
-                          default_alg="itd3-bc",
-                          alg_choices=choices + [name.removeprefix(registry.MODEL_AUGMENTED_PREFIX) for name in choices])
+    return parse_config(lambda name: model_augmented(name).config_class, argv, __doc__.split("\n\n")[0],
+                        default_alg="itd3-bc",
+                        alg_choices=choices + [name.removeprefix(registry.MODEL_AUGMENTED_PREFIX) for name in choices])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    config = parse(argv)
     entry = model_augmented(config.alg_name)
     return train(config, entry.make, uses_reward_scale=entry.uses_reward_scale)
 

@@ -62,7 +62,7 @@ from offline_marl import registry
 from offline_marl.algos import online_mappo
 from offline_marl.algos.mappo import MAPPOConfig
 from offline_marl.algos.online_mappo import OnlineMAPPO, OnlineMAPPOConfig
-from offline_marl.config import parse_config, run_cli
+from offline_marl.config import RunConfig, parse_config, run_cli
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
 from offline_marl.runner import EVAL_SEED_BASE, default_run_dir, train
@@ -167,11 +167,16 @@ def save_replay(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: Path
     return {"scenario": config.save_replay, "path": str(path), "size": int(len(arrays["rewards"]))}
 
 
+def parse(argv: list[str] | None = None) -> RunConfig:
+    """The run's configuration from its command line, checked; nothing is read or written."""
+    return parse_config(lambda name: registry.algorithm(name, registry.ONLINE).config_class, argv,
+                        __doc__.split("\n\n")[0], default_alg="mappo", alg_choices=registry.names(registry.ONLINE))
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Train (or resume, or find finished) the run, report reacher's elbow convention, save the replay
     and collect if asked."""
-    config = parse_config(lambda name: registry.algorithm(name, registry.ONLINE).config_class, argv,
-                          __doc__.split("\n\n")[0], default_alg="mappo", alg_choices=registry.names(registry.ONLINE))
+    config = parse(argv)
     run_config = MAPPOConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(MAPPOConfig)})
     run_config.run_dir = str(run_config.run_dir or default_run_dir(run_config))
     task = get_task(config.task_name)

@@ -7,15 +7,18 @@
 from __future__ import annotations
 
 from offline_marl import registry
-from offline_marl.config import parse_config, run_cli
+from offline_marl.config import RunConfig, parse_config, run_cli
 from offline_marl.runner import train
 
 
+def parse(argv: list[str] | None = None) -> RunConfig:
+    """The run's configuration from its command line, checked; nothing is read or written."""
+    return parse_config(lambda name: registry.algorithm(name, registry.MOMA_PPO).config_class, argv,
+                        __doc__.split("\n\n")[0], default_alg="moma-ppo", alg_choices=registry.names(registry.MOMA_PPO))
+
+
 def main(argv: list[str] | None = None) -> dict:
-    entry = registry.algorithm("moma-ppo")
-    config = parse_config(lambda name: registry.algorithm(name, registry.MOMA_PPO).config_class, argv,
-                          __doc__.split("\n\n")[0], default_alg="moma-ppo", alg_choices=registry.names(registry.MOMA_PPO))
-    return train(config, entry.make)
+    return train(parse(argv), registry.algorithm("moma-ppo").make)
 
 
 if __name__ == "__main__":

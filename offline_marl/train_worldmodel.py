@@ -126,9 +126,13 @@ def load_or_train_world_model(task_name: str, seed: int, path_or_hub_id: str | N
     return train_world_model(WorldModelConfig(task_name=task_name, seed=seed, **overrides), device, dataset)[0]
 
 
+def parse(argv: list[str] | None = None) -> WorldModelConfig:
+    """The run's configuration from its command line, checked; nothing is read or written."""
+    return parse_config(lambda alg_name: WorldModelConfig, argv, __doc__.split("\n\n")[0], default_alg="world-model")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    config = parse_config(lambda alg_name: WorldModelConfig, argv, __doc__.split("\n\n")[0], default_alg="world-model")
-    model, path = train_world_model(config)
+    model, path = train_world_model(parse(argv))
     return {"path": str(path), "metrics": model.info.get("metrics"), "elites": model.elites.tolist()}
 
 

@@ -615,8 +615,13 @@ RESOURCE_FLAGS = {"jobs": 1, "threads": 1, "time_min": 1, "cpus_per_task": 1, "g
 def bad_runner_flags(draw) -> tuple[str, list[str], str | None]:
     """('sweep' or 'reproduce', arguments with one bad flag value, what the message names)."""
     program = draw(st.sampled_from(["sweep", "reproduce"]))
-    faults = ["resource", "mem_gb", "seeds"] + (["duplicate", "algorithm", "task"] if program == "reproduce" else [])
+    faults = ["resource", "mem_gb", "seeds"] + (["duplicate", "algorithm", "task"] if program == "reproduce"
+                                                else ["job flag"])
     fault = draw(st.sampled_from(faults))
+    if fault == "job flag":  # flags after `--` go to every job: parsed by the entry point before anything runs
+        key = draw(st.sampled_from(numeric_fields(registry.REGISTRY["bc"].config_class)))
+        value = draw(bad_value_text(BOUNDS[key], field_kind(registry.REGISTRY["bc"].config_class, key)[0]))
+        return program, ["--", f"--{key}={value}"], f"--{key}"
     if fault == "resource":
         key = draw(st.sampled_from(sorted(RESOURCE_FLAGS)))
         value = draw(st.one_of(st.integers(max_value=RESOURCE_FLAGS[key] - 1).map(str), FLOAT_TEXT, NON_NUMERIC))
@@ -641,6 +646,7 @@ def bad_runner_flags(draw) -> tuple[str, list[str], str | None]:
 @example(case=("reproduce", ["--algorithms", "bc", "bc"], None))  # found: SweepError (two jobs, one folder) escaped
 @example(case=("sweep", ["--threads=-1"], "--threads"))  # found: accepted, and the jobs got OMP_NUM_THREADS=-1
 @example(case=("sweep", ["--seeds", "-1"], "seeds"))  # found: accepted (the jobs fail, one by one)
+@example(case=("sweep", ["--", "--batch_size=-3"], "--batch_size"))  # found: accepted (the jobs fail, one by one)
 def test_sweep_and_reproduce_refuse_bad_flags(case, capsys, tmp_path_factory):
     program, args, named = case
     folder = fresh_folder(tmp_path_factory, program)
