@@ -256,6 +256,7 @@ def run_jobs(specs: list, cluster: str, options: dict) -> list:
     pending = [spec for spec in specs if not spec.finished()]
     if not pending:
         return []
+    pending = sweep.freeze_config_files(pending, options["runs_dir"])
     if cluster == "debug":
         for spec in pending:
             sweep.run_in_process(spec, options.get("threads"))

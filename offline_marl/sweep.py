@@ -23,6 +23,8 @@ A sweep file:
 
 Flag values: true / false become --flag / --no-flag, lists several values, null leaves the flag out.
 Flags given after `--` on this command line go to every job, after the file's.
+A `--config FILE` of the jobs is copied into RUNS_DIR/_configs/ when the sweep starts, and the jobs read
+the copy: editing FILE while the sweep runs changes no job.
 
 Every job is one run folder, RUNS_DIR/{alg_name}/{task_name}/{variant}/seed{N}, where the variant
 names the values of the grid's other swept keys ("default" when there are none; a sub-grid may name
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib
 import io
 import itertools
@@ -59,13 +62,14 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import submitit
 
 from dzsc.errors import DzscError
+from dzsc.files import write_atomically
 from offline_marl.config import check_top_level_types, is_count, read_yaml_mapping
 
 # Keys of a sweep file.
@@ -269,6 +273,25 @@ def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | N
                 seen[run_dir] = chosen
                 jobs.append(JobSpec(str(run_dir), sweep["entry_point"], tuple(argv), point, variant))
     return jobs
+
+
+def freeze_config_files(jobs: list[JobSpec], runs_dir: Path) -> list[JobSpec]:
+    """The jobs with each `--config FILE` pointing at a copy of FILE taken now (RUNS_DIR/_configs/NAME-HASH.yaml, one
+    per content), so that editing FILE while the sweep runs cannot change the jobs that have not started yet."""
+    frozen = []
+    for spec in jobs:
+        argv = list(spec.argv)
+        for i, arg in enumerate(argv[:-1]):
+            if arg == "--config":
+                source = Path(argv[i + 1])
+                text = source.read_bytes()
+                copy = runs_dir / "_configs" / f"{source.stem}-{hashlib.sha256(text).hexdigest()[:12]}{source.suffix}"
+                if not copy.is_file():
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomically(copy, lambda tmp: tmp.write_bytes(text))
+                argv[i + 1] = str(copy.absolute())
+        frozen.append(replace(spec, argv=tuple(argv)))
+    return frozen
 
 
 def check_job_flags(jobs: list[JobSpec]) -> None:
@@ -574,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not pending:
         return 0
+    runs_dir = Path(args.runs_dir or sweep.get("runs_dir") or Path("runs") / sweep["name"]).absolute()
+    pending = freeze_config_files(pending, runs_dir)
     if args.cluster == "debug":
         for spec in pending:
             summary = run_in_process(spec, args.threads)
@@ -592,7 +617,6 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("partition", "time_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
-    runs_dir = Path(args.runs_dir or sweep.get("runs_dir") or Path("runs") / sweep["name"]).absolute()
     folder = Path(args.submitit_dir or runs_dir / "_submitit" /
                   f"{sweep['name']}-{datetime.now().strftime('%Y%m%d-%H%M%S')}").absolute()
     submitted = submit_slurm(pending, sweep["name"], options, folder)

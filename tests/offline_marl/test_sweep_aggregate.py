@@ -155,9 +155,28 @@ def test_local_sweep_runs_every_job_and_a_rerun_skips_them(sweep_module, reacher
     assert "2 jobs, 2 already finished, 0 to run" in again.stdout
 
 
-def test_debug_sweep_runs_in_process(sweep_module, reacher_data, tmp_path):
-    sweep_file = write_sweep(tmp_path / "s.yaml", seeds=[3], grid={"alg_name": ["bc"]})
+def test_debug_sweep_runs_in_process_on_a_copy_of_its_config_file(sweep_module, reacher_data, tmp_path):
+    flags_file = tmp_path / "flags.yaml"
+    flags_file.write_text("discount: 0.9\n")
+    sweep_file = write_sweep(tmp_path / "s.yaml", seeds=[3], grid={"alg_name": ["bc"], "config": str(flags_file)})
     code = sweep_module.main([str(sweep_file), "--runs_dir", str(tmp_path / "runs"), "--cluster", "debug", "--",
                               "--max_training_step", "10", "--eval_frequency", "10", "--max_eval_episode", "1"])
     assert code == 0
-    assert json.loads((tmp_path / "runs" / "bc" / TASK_C / "default" / "seed3" / "summary.json").read_text())["steps"] == 10
+    run_dir = tmp_path / "runs" / "bc" / TASK_C / "default" / "seed3"
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 10
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["discount"] == 0.9
+    assert [copy.read_text() for copy in (tmp_path / "runs" / "_configs").iterdir()] == ["discount: 0.9\n"]
+
+
+def test_jobs_read_a_copy_of_their_config_file_taken_when_the_sweep_starts(sweep_module, tmp_path):
+    flags_file = tmp_path / "flags.yaml"
+    flags_file.write_text("batch_size: 16\n")
+    spec = sweep_module.JobSpec(str(tmp_path / "run"), "offline_marl.train_agents",
+                                ("--seed", "0", "--config", str(flags_file)), {"seed": 0})
+    first = sweep_module.freeze_config_files([spec, spec], tmp_path / "runs")
+    flags_file.write_text("batch_size: 64\n")  # edited while the sweep runs
+    copy = Path(first[0].argv[-1])
+    assert first[0].argv[:-1] == spec.argv[:-1] and first[0].argv == first[1].argv
+    assert copy.read_text() == "batch_size: 16\n" and list(copy.parent.iterdir()) == [copy]
+    second = sweep_module.freeze_config_files([spec], tmp_path / "runs")  # a later sweep takes the new content
+    assert Path(second[0].argv[-1]).read_text() == "batch_size: 64\n" and len(list(copy.parent.iterdir())) == 2
