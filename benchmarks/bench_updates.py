@@ -13,9 +13,10 @@
    dominates the updates (the two critics' 256 x 256 hidden layer on CQL's 7,936 rows). Printed as
    `BOUND <alg>: <ours>/s = <x> % of <bound>/s at the peak (...), <y> % of <bound>/s at the critics'
    product (...); <GFLOP>/update`.
-4. Contention (CPU): IQL alone and beside a second IQL run, with OpenMP's default wait policy and with
-   OMP_WAIT_POLICY=PASSIVE (`CONTENTION` lines): the cost of sharing the machine, and of the policy that
-   avoids it.
+4. Contention (CPU): IQL alone and when a second IQL run starts beside it, with OpenMP's default wait
+   policy, with OMP_WAIT_POLICY=PASSIVE, and with threads chosen and re-chosen as runs do
+   (`offline_marl.runner.ThreadChooser`) (`CONTENTION` lines): the cost of sharing the machine, and of
+   each remedy.
 
 Each comparison prints `RATIO <name>: <x.xx> (<ours>/s vs <peer>/s)`. `--device cuda` measures
 ours on the GPU (the d3rlpy comparison stays a CPU one and is skipped there).
@@ -42,6 +43,7 @@ from dzsc.datasets.generate import collect, uniform_policy
 from dzsc.datasets.hdf5 import save_hdf5
 from offline_marl import registry
 from offline_marl.data import DeviceDataset
+from offline_marl.runner import ThreadChooser
 
 PEER_PYTHON = Path(".venv-d3rlpy/bin/python")
 ALGS = ("bc", "iql", "itd3-bc", "cql")
@@ -95,36 +97,51 @@ def matmul_flops_per_s(device: torch.device, groups: int, rows: int, inner: int,
     return repeats * 2 * groups * rows * inner * width / (time.perf_counter() - start)
 
 
-def _iql_in_subprocess(path: Path, updates: int, wait_policy: str | None, runs_choose: bool = False
+def iql_updates_per_s_for(path: Path, seconds: float, chooser_interval: float | None) -> float:
+    """IQL's updates/s over `seconds` of updates; with `chooser_interval`, its threads chosen and re-chosen as a
+    run's are (`offline_marl.runner.ThreadChooser`)."""
+    chooser = ThreadChooser(chooser_interval) if chooser_interval else None
+    algorithm, data, batch_size = learner_on("iql", "halfcheetah-random-gen_1x6_full", path, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        algorithm.update(data.sample(batch_size, generator))
+    start, updates = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        if chooser is not None:
+            chooser.update()
+        algorithm.update(data.sample(batch_size, generator))
+        updates += 1
+    return updates / (time.perf_counter() - start)
+
+
+def _iql_in_subprocess(path: Path, seconds: float, wait_policy: str | None, chooser_interval: float | None
                        ) -> subprocess.Popen:
-    """IQL updates/s in a fresh process (OpenMP reads its wait policy when torch loads), printed on stdout; with
-    `runs_choose`, its threads chosen as a run chooses them (`offline_marl.runner.choose_threads`)."""
+    """`iql_updates_per_s_for` in a fresh process (OpenMP reads its wait policy when torch loads), printed on
+    stdout."""
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
-    choose = "from offline_marl.runner import choose_threads; torch.set_num_threads(choose_threads()); "
-    code = ("import torch; from pathlib import Path; from benchmarks.bench_updates import ours_updates_per_s; "
-            + (choose if runs_choose else "") +
-            f"print(ours_updates_per_s('iql', 'halfcheetah-random-gen_1x6_full', Path({str(path)!r}), {updates}, "
-            "torch.device('cpu')))")
+    code = ("from pathlib import Path; from benchmarks.bench_updates import iql_updates_per_s_for; "
+            f"print(iql_updates_per_s_for(Path({str(path)!r}), {seconds}, {chooser_interval}))")
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
 
 
-def contention(path: Path, updates: int = 300) -> None:
-    """A run alone and the same run beside a competing one started first (both with the machine's threads), under
-    OpenMP's default wait policy (threads spin a while before sleeping) and under OMP_WAIT_POLICY=PASSIVE (they
-    sleep); then, under the default policy, the measured run with its threads chosen as runs choose them
-    (`choose_threads`: the CPUs other processes leave free)."""
-    for policy, runs_choose in ((None, False), ("PASSIVE", False), (None, True)):
-        alone = float(_iql_in_subprocess(path, updates, policy, runs_choose).communicate()[0])
-        competitor = _iql_in_subprocess(path, 20 * updates, policy)
-        time.sleep(5)  # the competitor is past its start-up and updating
-        beside = float(_iql_in_subprocess(path, updates, policy, runs_choose).communicate()[0])
+def contention(path: Path, seconds: float = 15.0, chooser_interval: float = 2.0) -> None:
+    """A run alone, and the same run when a second one starts 3 s after it (both with the machine's threads), under
+    OpenMP's default wait policy (threads spin a while before sleeping), under OMP_WAIT_POLICY=PASSIVE (they sleep),
+    and with both runs' threads chosen as runs choose them (`ThreadChooser`, re-chosen every `chooser_interval`
+    seconds here, 10 s in runs): the cost of sharing the machine, and of each remedy."""
+    for policy, interval in ((None, None), ("PASSIVE", None), (None, chooser_interval)):
+        alone = float(_iql_in_subprocess(path, seconds, policy, interval).communicate()[0])
+        measured = _iql_in_subprocess(path, seconds, policy, interval)
+        time.sleep(3)  # the measured run is past its start-up and updating
+        competitor = _iql_in_subprocess(path, 2 * seconds, policy, interval)
+        beside = float(measured.communicate()[0])
         competitor.kill()
         competitor.wait()
-        label = "threads chosen by the run" if runs_choose else f"wait policy {policy or 'default'}"
-        print(f"CONTENTION iql, {label}: alone {alone:.0f}/s, beside a second run {beside:.0f}/s "
+        label = f"threads re-chosen every {interval:.0f} s" if interval else f"wait policy {policy or 'default'}"
+        print(f"CONTENTION iql, {label}: alone {alone:.0f}/s, when a second run starts {beside:.0f}/s "
               f"(x{beside / alone:.2f})")
 
 

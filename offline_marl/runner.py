@@ -61,40 +61,54 @@ def usable_cpus() -> int:
     return min(count, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else count
 
 
-def busy_cpus(cpus: set[int], seconds: float = 0.1) -> int:
-    """How many of `cpus` other processes kept more than half busy over `seconds` (Linux's /proc/stat; 0 where
-    it cannot be read)."""
-    def sample() -> dict[int, tuple[int, int]]:
-        times = {}
-        for line in Path("/proc/stat").read_text().splitlines():
-            name, *fields = line.split()
-            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
-                values = [int(x) for x in fields]
-                times[int(name[3:])] = (sum(values), values[3] + values[4])  # total, idle + iowait
-        return times
-
-    try:
-        before = sample()
-        time.sleep(seconds)
-        after = sample()
-    except (OSError, ValueError, IndexError):
-        return 0
-    busy = 0
-    for cpu, (total, idle) in after.items():
-        elapsed = total - before.get(cpu, (total, idle))[0]
-        if elapsed > 0 and 1 - (idle - before[cpu][1]) / elapsed > 0.5:
-            busy += 1
-    return busy
+def busy_cpu_seconds(cpus: set[int]) -> float:
+    """Seconds the kernel counted `cpus` busy (all but idle and iowait) since boot, from Linux's /proc/stat."""
+    ticks = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            values = [int(x) for x in fields]
+            ticks += sum(values) - values[3] - values[4]
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def choose_threads() -> int:
-    """torch's threads for a run: the usable CPUs (`usable_cpus`) that other processes are not keeping busy, at
-    least one, and never more than OMP_NUM_THREADS or torch's own default. On a shared machine this keeps a run from
-    spinning OpenMP threads against the other processes (measured: `python -m benchmarks updates`, CONTENTION lines);
-    on an idle one it takes every usable CPU."""
-    cpus = os.sched_getaffinity(0)
-    free = min(usable_cpus(), len(cpus) - busy_cpus(cpus))
-    return max(1, min(torch.get_num_threads(), free))
+class ThreadChooser:
+    """torch's threads for a run, chosen at start and again every `interval` seconds (`update`): the usable CPUs
+    (`usable_cpus`) less those other processes kept busy since the last choice (the busy CPU-seconds of /proc/stat
+    less this process's own), at least one, never more than OMP_NUM_THREADS or torch's default.
+
+    OpenMP threads that outnumber the free CPUs spin against the other processes' threads, and both runs crawl
+    (measured: `python -m benchmarks updates`, CONTENTION lines). A run that started alone gives its threads
+    back when another arrives, and takes them again when it leaves. Where /proc/stat cannot be read, the run keeps
+    every allowed thread."""
+
+    def __init__(self, interval: float = 10.0):
+        self.interval, self.cpus = interval, os.sched_getaffinity(0)
+        self.allowed = max(1, min(torch.get_num_threads(), usable_cpus()))
+        self.last = self._sample()
+        time.sleep(0.1)  # the first choice: what other processes do over 0.1 s
+        self.update(force=True)
+
+    def _sample(self) -> tuple[float, float | None, float]:
+        try:
+            busy = busy_cpu_seconds(self.cpus)
+        except (OSError, ValueError, IndexError):
+            busy = None
+        return time.perf_counter(), busy, time.process_time()
+
+    def update(self, force: bool = False) -> int:
+        """Re-choose the threads when `interval` seconds have passed (or `force`); returns the threads in use."""
+        if not force and time.perf_counter() - self.last[0] < self.interval:
+            return torch.get_num_threads()
+        (start, busy_before, own_before), self.last = self.last, self._sample()
+        end, busy_after, own_after = self.last
+        threads = self.allowed
+        if busy_before is not None and busy_after is not None and end > start:
+            others = max(0.0, (busy_after - busy_before) - (own_after - own_before)) / (end - start)
+            threads = max(1, min(self.allowed, len(self.cpus) - round(others)))
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        return threads
 
 
 # glibc's mallopt parameters (malloc.h)
@@ -356,10 +370,10 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, RunContext], 
     A learner without `act` (a world model) is not evaluated in the simulator.
     """
     device = resolve_device(config.device)
-    threads = choose_threads()
-    if threads < min(torch.get_num_threads(), usable_cpus()):
-        print(f"{threads} torch thread(s): other processes keep the rest of the {usable_cpus()} usable CPUs busy")
-    torch.set_num_threads(threads)
+    threads = ThreadChooser()
+    if torch.get_num_threads() < threads.allowed:
+        print(f"{torch.get_num_threads()} torch thread(s) for now: other processes keep the rest of the "
+              f"{usable_cpus()} usable CPUs busy (re-chosen every {threads.interval:.0f} s)")
     reuse_freed_memory()
     task = get_task(config.task_name)
     dataset = load_dataset(task, path=config.dataset_path) if needs_dataset else None  # refused before writing
@@ -431,6 +445,7 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, RunContext], 
     window_start_time, window_start_step = time.perf_counter(), state["step"]
     with StopSignal() as stop:
         while state["step"] < config.max_training_step and not getattr(algorithm, "finished", False):
+            threads.update()
             if hasattr(algorithm, "train_step"):
                 losses = algorithm.train_step(data, generator)
             else:

@@ -283,27 +283,49 @@ def test_threads_follow_the_cpus_the_run_may_use(monkeypatch):
     assert usable_cpus() == 1
 
 
-def test_threads_leave_the_cpus_other_processes_keep_busy(monkeypatch):
+def test_threads_leave_the_cpus_other_processes_keep_busy_and_follow_them(monkeypatch):
     from offline_marl import runner
 
+    clock = {"wall": 0.0, "busy": 0.0, "own": 0.0}  # seconds: wall time, busy CPU time of all, of this process
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(runner.time, "process_time", lambda: clock["own"])
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: advance(seconds, own=0.0, others=busy_at_start))
+    monkeypatch.setattr(runner, "busy_cpu_seconds", lambda cpus: clock["busy"])
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    for busy, threads in ((0, 4), (1, 3), (3, 1), (4, 1)):
-        monkeypatch.setattr(runner, "busy_cpus", lambda cpus, busy=busy: busy)
-        assert runner.choose_threads() == threads
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # OMP_NUM_THREADS=2, or torch's default
-    monkeypatch.setattr(runner, "busy_cpus", lambda cpus: 0)
-    assert runner.choose_threads() == 2
+    threads_now = {"n": 4}
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads_now["n"])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: threads_now.update(n=n))
+
+    def advance(seconds, own, others):  # this process keeps `own` CPUs busy, other processes `others`
+        clock["wall"] += seconds
+        clock["own"] += own * seconds
+        clock["busy"] += (own + others) * seconds
+
+    for busy_at_start, threads in ((0, 4), (1, 3), (3, 1), (4, 1)):
+        threads_now["n"] = 4  # OMP_NUM_THREADS=4, or torch's default
+        runner.ThreadChooser()
+        assert torch.get_num_threads() == threads
+    busy_at_start = 0
+    threads_now["n"] = 2  # OMP_NUM_THREADS=2: never more than 2
+    chooser = runner.ThreadChooser(interval=10.0)
+    assert chooser.allowed == 2 and torch.get_num_threads() == 2
+    advance(5.0, own=1.3, others=2.7)  # other runs arrive; before the interval nothing changes
+    assert chooser.update() == 2
+    advance(5.0, own=1.3, others=2.7)
+    assert chooser.update() == 1 == torch.get_num_threads()  # 4 CPUs, others keep 3 of them busy: one is left
+    advance(10.0, own=1.0, others=0.0)  # it left
+    assert chooser.update() == 2 == torch.get_num_threads()
 
 
-def test_busy_cpus_reads_the_kernel_counters(monkeypatch, tmp_path):
+def test_busy_cpu_seconds_reads_the_kernel_counters(monkeypatch):
     from offline_marl import runner
 
-    samples = iter(["cpu  9 9 9 9 9 9 9\ncpu0 100 0 0 100 0 0 0\ncpu1 100 0 0 100 0 0 0\n",
-                    "cpu  9 9 9 9 9 9 9\ncpu0 190 0 0 110 0 0 0\ncpu1 110 0 0 190 0 0 0\n"])
-    monkeypatch.setattr(runner.Path, "read_text", lambda self: next(samples))
-    assert runner.busy_cpus({0, 1}, seconds=0.0) == 1  # cpu0 was 90 % busy, cpu1 10 %
+    monkeypatch.setattr(runner.Path, "read_text",
+                        lambda self: "cpu  9 9 9 9 9 9 9\ncpu0 190 0 10 110 5 0 0\ncpu1 110 0 0 190 0 0 0\n")
+    monkeypatch.setattr(os, "sysconf", lambda name: 100)
+    assert runner.busy_cpu_seconds({0}) == 2.0  # user 190 + system 10 ticks, not idle 110 or iowait 5
+    assert runner.busy_cpu_seconds({0, 1}) == 3.1
 
 
 def test_file_system_errors_end_in_one_message_and_nothing_changes(reacher_c_path, train_args, tmp_path, capsys,
@@ -362,9 +384,10 @@ def test_reusing_freed_memory_stops_the_page_faults_of_large_tensors():
         return applied, int(count)
 
     pages = 10 * (16 << 20) // 4096
-    assert faults("default")[1] > pages // 2  # glibc's default returns the memory and faults it back in
     applied, count = faults("reuse")
     assert applied == "True" and count < pages // 10
+    assert faults("default")[1] > 5 * count  # glibc's default gives the memory back and faults it in again (measured
+    # 8,600-41,000 faults per cycle against 409)
 
 
 @pytest.mark.parametrize("document", ["- alg_name: bc\n", "alg_name: [bc\n", "just text\n"])
