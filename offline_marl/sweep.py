@@ -314,7 +314,7 @@ def check_job_flags(jobs: list[JobSpec]) -> None:
                 raise SweepError(f"job {spec.run_dir}: {error}") from None
             except SystemExit as stop:
                 if stop.code:
-                    message = usage.getvalue().strip().splitlines()[-1].split("error: ", 1)[-1]
+                    message = (usage.getvalue().strip().splitlines() or [""])[-1].split("error: ", 1)[-1]
                     raise SweepError(f"job {spec.run_dir}: {spec.entry_point} refuses its flags: {message}") from None
 
 
