@@ -288,7 +288,7 @@ def freeze_config_files(jobs: list[JobSpec], runs_dir: Path) -> list[JobSpec]:
                 copy = runs_dir / "_configs" / f"{source.stem}-{hashlib.sha256(text).hexdigest()[:12]}{source.suffix}"
                 if not copy.is_file():
                     copy.parent.mkdir(parents=True, exist_ok=True)
-                    write_atomically(copy, lambda tmp: tmp.write_bytes(text))
+                    write_atomically(copy, lambda tmp, text=text: tmp.write_bytes(text))
                 argv[i + 1] = str(copy.absolute())
         frozen.append(replace(spec, argv=tuple(argv)))
     return frozen

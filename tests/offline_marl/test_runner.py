@@ -289,7 +289,8 @@ def test_threads_leave_the_cpus_other_processes_keep_busy_and_follow_them(monkey
     clock = {"wall": 0.0, "busy": 0.0, "own": 0.0}  # seconds: wall time, busy CPU time of all, of this process
     monkeypatch.setattr(runner.time, "perf_counter", lambda: clock["wall"])
     monkeypatch.setattr(runner.time, "process_time", lambda: clock["own"])
-    monkeypatch.setattr(runner.time, "sleep", lambda seconds: advance(seconds, own=0.0, others=busy_at_start))
+    others_at_start = {"cpus": 0}
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: advance(seconds, own=0.0, others=others_at_start["cpus"]))
     monkeypatch.setattr(runner, "busy_cpu_seconds", lambda cpus: clock["busy"])
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
@@ -302,11 +303,11 @@ def test_threads_leave_the_cpus_other_processes_keep_busy_and_follow_them(monkey
         clock["own"] += own * seconds
         clock["busy"] += (own + others) * seconds
 
-    for busy_at_start, threads in ((0, 4), (1, 3), (3, 1), (4, 1)):
-        threads_now["n"] = 4  # OMP_NUM_THREADS=4, or torch's default
+    for busy, threads in ((0, 4), (1, 3), (3, 1), (4, 1)):  # other processes busy while the run starts
+        others_at_start["cpus"], threads_now["n"] = busy, 4  # OMP_NUM_THREADS=4, or torch's default
         runner.ThreadChooser()
         assert torch.get_num_threads() == threads
-    busy_at_start = 0
+    others_at_start["cpus"] = 0
     threads_now["n"] = 2  # OMP_NUM_THREADS=2: never more than 2
     chooser = runner.ThreadChooser(interval=10.0)
     assert chooser.allowed == 2 and torch.get_num_threads() == 2
@@ -404,7 +405,8 @@ def test_a_run_folder_whose_config_is_not_a_mapping_is_refused_and_left_alone(do
     commands = {
         "train": lambda: main(train_args("bc", reacher_c_path, run_dir, 10, **SMALL)),
         "retrain": lambda: train_worldmodel(["--task_name", "reacher-expert-C-gen_2x1_0", "--dataset_path",
-                                             reacher_c_path, "--run_dir", str(run_dir), "--retrain", "--device", "cpu"]),
+                                             reacher_c_path, "--run_dir", str(run_dir), "--retrain",
+                                             "--device", "cpu"]),
         "aggregate": lambda: aggregate.main([str(tmp_path), "--no_plots"]),
     }
     for name, command in commands.items():
