@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -63,14 +64,24 @@ def learner_on(alg: str, task: str, path: Path, device: torch.device) -> tuple[t
     return algorithm, data, config.batch_size
 
 
-def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: torch.device) -> float:
+def warm_update(alg: str, task: str, path: Path, device: torch.device) -> Callable[[], dict]:
+    """One update of the learner on a fresh batch per call, after 20 untimed ones."""
     algorithm, data, batch_size = learner_on(alg, task, path, device)
     generator = torch.Generator(device=device).manual_seed(0)
+
+    def update() -> dict:
+        return algorithm.update(data.sample(batch_size, generator))
+
     for _ in range(20):
-        algorithm.update(data.sample(batch_size, generator))
+        update()
+    return update
+
+
+def ours_updates_per_s(alg: str, task: str, path: Path, updates: int, device: torch.device) -> float:
+    update = warm_update(alg, task, path, device)
     start = time.perf_counter()
     for _ in range(updates):
-        losses = algorithm.update(data.sample(batch_size, generator))
+        losses = update()
     torch.stack(list(losses.values())).sum().item()
     return updates / (time.perf_counter() - start)
 
@@ -101,15 +112,12 @@ def iql_updates_per_s_for(path: Path, seconds: float, chooser_interval: float | 
     """IQL's updates/s over `seconds` of updates; with `chooser_interval`, its threads chosen and re-chosen as a
     run's are (`offline_marl.runner.ThreadChooser`)."""
     chooser = ThreadChooser(chooser_interval) if chooser_interval else None
-    algorithm, data, batch_size = learner_on("iql", "halfcheetah-random-gen_1x6_full", path, torch.device("cpu"))
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        algorithm.update(data.sample(batch_size, generator))
+    update = warm_update("iql", "halfcheetah-random-gen_1x6_full", path, torch.device("cpu"))
     start, updates = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         if chooser is not None:
             chooser.update()
-        algorithm.update(data.sample(batch_size, generator))
+        update()
         updates += 1
     return updates / (time.perf_counter() - start)
 

@@ -226,10 +226,15 @@ def _label(value) -> str:
     return text.replace("/", "_").replace(" ", "")
 
 
+def sweep_runs_dir(sweep: dict, runs_dir: str | Path | None = None) -> Path:
+    """The parent of a sweep's run folders: `runs_dir` (the flag), else the file's, else runs/{name}; absolute."""
+    return Path(runs_dir or sweep.get("runs_dir") or Path("runs") / sweep["name"]).absolute()
+
+
 def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | None = None,
            extra: list[str] = ()) -> list[JobSpec]:
     """Every (grid point, seed) as a JobSpec; run folders are checked to be distinct."""
-    runs_dir = Path(runs_dir or sweep.get("runs_dir") or Path("runs") / sweep["name"]).absolute()
+    runs_dir = sweep_runs_dir(sweep, runs_dir)
     seeds = list(seeds if seeds is not None else sweep.get("seeds", [0]))
     if not seeds or not all(is_count(seed) for seed in seeds):
         raise SweepError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
@@ -278,20 +283,20 @@ def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | N
 def freeze_config_files(jobs: list[JobSpec], runs_dir: Path) -> list[JobSpec]:
     """The jobs with each `--config FILE` pointing at a copy of FILE taken now (RUNS_DIR/_configs/NAME-HASH.yaml, one
     per content), so that editing FILE while the sweep runs cannot change the jobs that have not started yet."""
-    frozen = []
-    for spec in jobs:
-        argv = list(spec.argv)
-        for i, arg in enumerate(argv[:-1]):
-            if arg == "--config":
-                source = Path(argv[i + 1])
-                text = source.read_bytes()
-                copy = runs_dir / "_configs" / f"{source.stem}-{hashlib.sha256(text).hexdigest()[:12]}{source.suffix}"
-                if not copy.is_file():
-                    copy.parent.mkdir(parents=True, exist_ok=True)
-                    write_atomically(copy, lambda tmp, text=text: tmp.write_bytes(text))
-                argv[i + 1] = str(copy.absolute())
-        frozen.append(replace(spec, argv=tuple(argv)))
-    return frozen
+    copies = {}  # source -> its copy: each file read and written once, however many jobs name it
+
+    def copy_of(source: str) -> str:
+        if source not in copies:
+            text, path = Path(source).read_bytes(), Path(source)
+            copy = runs_dir / "_configs" / f"{path.stem}-{hashlib.sha256(text).hexdigest()[:12]}{path.suffix}"
+            if not copy.is_file():
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(copy, lambda tmp: tmp.write_bytes(text))
+            copies[source] = str(copy.absolute())
+        return copies[source]
+
+    return [replace(spec, argv=tuple(copy_of(arg) if i and spec.argv[i - 1] == "--config" else arg
+                                     for i, arg in enumerate(spec.argv))) for spec in jobs]
 
 
 def check_job_flags(jobs: list[JobSpec]) -> None:
@@ -597,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not pending:
         return 0
-    runs_dir = Path(args.runs_dir or sweep.get("runs_dir") or Path("runs") / sweep["name"]).absolute()
+    runs_dir = sweep_runs_dir(sweep, args.runs_dir)
     pending = freeze_config_files(pending, runs_dir)
     if args.cluster == "debug":
         for spec in pending:
