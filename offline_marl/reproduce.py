@@ -252,25 +252,10 @@ def training_specs(plan: dict, tasks: list, datasets: dict, out: Path, seeds: li
 
 
 def run_jobs(specs: list, cluster: str, options: dict) -> list:
-    """Run the unfinished jobs on the cluster; returns those still unfinished afterwards (failed)."""
+    """Run the unfinished jobs on the cluster (`sweep.launch`); returns those still unfinished afterwards (failed)."""
     pending = [spec for spec in specs if not spec.finished()]
-    if not pending:
-        return []
-    pending = sweep.freeze_config_files(pending, options["runs_dir"])
-    if cluster == "debug":
-        for spec in pending:
-            sweep.run_in_process(spec, options.get("threads"))
-            print(f"done: {spec.label}", flush=True)
-    elif cluster == "local":
-        code = sweep.run_local(pending, options["jobs"], options["threads"])
-        if code == 130:
-            raise KeyboardInterrupt
-    else:
-        folder = options["runs_dir"] / "_submitit" / f"{options['name']}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        submitted = sweep.submit_slurm(pending, options["name"], options["slurm"], folder)
-        print(f"submitted {len(submitted)} Slurm jobs (array {submitted[0].job_id.split('_')[0]}; submitit folder "
-              f"{folder}); waiting for them", flush=True)
-        sweep.wait_slurm(submitted, pending)
+    if pending and sweep.launch(pending, cluster, options) == 130:
+        raise KeyboardInterrupt
     return [spec for spec in specs if not spec.finished()]
 
 
@@ -467,16 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "analyse and report the runs already under OUT")
     parser.add_argument("--no_videos", action="store_true", help="skip the best / worst seed videos")
     parser.add_argument("--device", default="cpu", help="torch device of the analysis (default cpu)")
-    local = parser.add_argument_group("local")
-    local.add_argument("--jobs", type=int, default=None, help="runs at the same time (default: the plan's, else 1)")
-    local.add_argument("--threads", type=int, default=None, help="torch threads per run (default: the plan's, "
-                       "else cores / jobs)")
-    slurm = parser.add_argument_group("slurm (override the plan's `slurm:` section)")
-    for name, kind, text in (("partition", str, "Slurm partition"), ("time_min", int, "time limit per job (min)"),
-                             ("cpus_per_task", int, "CPUs per job"), ("gpus_per_node", int, "GPUs per job"),
-                             ("mem_gb", float, "memory per job (GB)"),
-                             ("array_parallelism", int, "jobs of an array running at once")):
-        slurm.add_argument(f"--{name}", type=kind, default=None, help=text)
+    sweep.add_cluster_flags(parser, "plan")
     return parser
 
 
@@ -511,19 +487,9 @@ def reproduce(args: argparse.Namespace, argv: list[str]) -> int:
         raise ReproduceError(str(error)) from None
     out = Path(args.out or plan.get("out") or Path("runs") / plan["name"]).absolute()
     data_dir = Path(args.data_dir).absolute() if args.data_dir else out / "data"
-    local = plan.get("local") or {}
-    jobs = max(1, args.jobs or local.get("jobs") or 1)
-    options = {"jobs": jobs, "threads": args.threads or local.get("threads") or max(1, (os.cpu_count() or 1) // jobs),
-               "name": plan["name"], "runs_dir": out / "runs", "slurm": dict(plan.get("slurm") or {})}
-    for key in ("partition", "time_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism"):
-        if getattr(args, key) is not None:
-            options["slurm"][key] = getattr(args, key)
-    if args.cluster == "slurm" and not args.dry_run and not args.analysis_only:
-        import shutil
-
-        if shutil.which("sbatch") is None:
-            raise ReproduceError("--cluster slurm needs Slurm's sbatch on PATH and this machine has none; use "
-                                 "--cluster local, or start a test cluster with `sudo scripts/start_slurm.sh`")
+    options = sweep.cluster_options(args, plan, plan["name"], out / "runs")
+    if not args.dry_run and not args.analysis_only:
+        sweep.check_cluster(args.cluster)
     stages, skipped, failed = {}, {}, []
     print(f"reproduce {plan['name']}: {len(algorithms)} algorithms x {len(tasks)} tasks x {len(seeds)} seeds -> {out}")
 

@@ -551,6 +551,67 @@ def wait_slurm(submitted: list, jobs: list[JobSpec]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Where the jobs run: the flags, their options, the dispatch (shared with the reproduction)
+
+SLURM_FLAGS = ("partition", "time_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism")
+
+
+def add_cluster_flags(parser: argparse.ArgumentParser, source: str):
+    """--jobs, --threads and the Slurm resource flags, which override the `local:` / `slurm:` sections of the
+    `source` (the sweep file, the plan); returns the Slurm argument group."""
+    local = parser.add_argument_group("local")
+    local.add_argument("--jobs", type=int, default=None, help=f"runs at the same time (default: the {source}'s, "
+                       "else 1)")
+    local.add_argument("--threads", type=int, default=None, help=f"torch threads per run (default: the {source}'s, "
+                       "else cores / jobs)")
+    slurm = parser.add_argument_group(f"slurm (override the {source}'s `slurm:` section)")
+    slurm.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
+    slurm.add_argument("--time_min", type=int, default=None, help="time limit per job in minutes (default 60)")
+    slurm.add_argument("--cpus_per_task", type=int, default=None, help="CPUs per job = its torch threads (default 1)")
+    slurm.add_argument("--gpus_per_node", type=int, default=None, help="GPUs per job (default 0)")
+    slurm.add_argument("--mem_gb", type=float, default=None, help="memory per job (default: the cluster's)")
+    slurm.add_argument("--array_parallelism", type=int, default=None, help="jobs of the array running at once")
+    return slurm
+
+
+def cluster_options(args: argparse.Namespace, file: dict, name: str, runs_dir: Path) -> dict:
+    """The flags of `add_cluster_flags` over the file's `local:` / `slurm:` sections, as `launch` takes them."""
+    local = file.get("local") or {}
+    jobs = max(1, args.jobs or local.get("jobs") or 1)
+    slurm = {**(file.get("slurm") or {}),
+             **{key: getattr(args, key) for key in SLURM_FLAGS if getattr(args, key) is not None}}
+    return {"name": name, "runs_dir": runs_dir, "jobs": jobs, "slurm": slurm,
+            "threads": args.threads or local.get("threads") or max(1, (os.cpu_count() or 1) // jobs)}
+
+
+def check_cluster(cluster: str) -> None:
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise SweepError("--cluster slurm needs Slurm's sbatch on PATH and this machine has none; use --cluster local, "
+                         "or start a single-node test cluster with `sudo scripts/start_slurm.sh`")
+
+
+def launch(pending: list[JobSpec], cluster: str, options: dict, wait: bool = True,
+           submitit_dir: str | None = None) -> int:
+    """Run the jobs (their `--config` files frozen first) on the cluster (debug, local, or a Slurm job array,
+    waited for when `wait`); returns the exit status: 0 all finished, 1 some failed, 130 interrupted (local)."""
+    pending = freeze_config_files(pending, options["runs_dir"])
+    if cluster == "debug":
+        for spec in pending:
+            summary = run_in_process(spec, options["threads"])
+            print(f"done: {spec.label}: final normalised score {summary.get('final_normalized_score')}", flush=True)
+        return 0
+    if cluster == "local":
+        return run_local(pending, options["jobs"], options["threads"])
+    folder = Path(submitit_dir or options["runs_dir"] / "_submitit" /
+                  f"{options['name']}-{datetime.now().strftime('%Y%m%d-%H%M%S')}").absolute()
+    submitted = submit_slurm(pending, options["name"], options["slurm"], folder)
+    array_id = submitted[0].job_id.split("_")[0]
+    print(f"submitted job array {array_id} ({len(submitted)} jobs); submitit folder {folder}\n"
+          f"watch: squeue -j {array_id}; sacct -j {array_id}; tail -f RUN_DIR/train.log", flush=True)
+    return wait_slurm(submitted, pending) if wait else 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -563,16 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs_dir", default=None, help="parent of the run folders (default: the file's runs_dir, "
                         "else runs/{name})")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the file's seeds")
-    local = parser.add_argument_group("local")
-    local.add_argument("--jobs", type=int, default=None, help="runs at the same time (default: the file's, else 1)")
-    local.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
-    slurm = parser.add_argument_group("slurm (override the file's `slurm:` section)")
-    slurm.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
-    slurm.add_argument("--time_min", type=int, default=None, help="time limit per job in minutes (default 60)")
-    slurm.add_argument("--cpus_per_task", type=int, default=None, help="CPUs per job = its torch threads (default 1)")
-    slurm.add_argument("--gpus_per_node", type=int, default=None, help="GPUs per job (default 0)")
-    slurm.add_argument("--mem_gb", type=float, default=None, help="memory per job (default: the cluster's)")
-    slurm.add_argument("--array_parallelism", type=int, default=None, help="jobs of the array running at once")
+    slurm = add_cluster_flags(parser, "file")
     slurm.add_argument("--submitit_dir", default=None,
                        help="submitit's folder (default RUNS_DIR/_submitit/{name}-{timestamp}; a fresh one per submission)")
     slurm.add_argument("--wait", action="store_true", help="wait for the jobs and report each result")
@@ -590,6 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         sweep = load_sweep(args.sweep)
         jobs = expand(sweep, args.runs_dir, args.seeds, extra)
         check_job_flags(jobs)
+        if not args.dry_run:
+            check_cluster(args.cluster)
     except SweepError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -602,34 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not pending:
         return 0
-    runs_dir = sweep_runs_dir(sweep, args.runs_dir)
-    pending = freeze_config_files(pending, runs_dir)
-    if args.cluster == "debug":
-        for spec in pending:
-            summary = run_in_process(spec, args.threads)
-            print(f"done: {spec.label}: final normalised score {summary.get('final_normalized_score')}")
-        return 0
-    if args.cluster == "local":
-        local = sweep.get("local") or {}
-        n_parallel = max(1, args.jobs or local.get("jobs") or 1)
-        threads = args.threads or local.get("threads") or max(1, (os.cpu_count() or 1) // n_parallel)
-        return run_local(pending, n_parallel, threads)
-    if shutil.which("sbatch") is None:
-        print("error: --cluster slurm needs Slurm's sbatch on PATH and this machine has none; use --cluster local, "
-              "or start a single-node test cluster with `sudo scripts/start_slurm.sh`", file=sys.stderr)
-        return 2
-    options = {**(sweep.get("slurm") or {})}
-    for key in ("partition", "time_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism"):
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
-    folder = Path(args.submitit_dir or runs_dir / "_submitit" /
-                  f"{sweep['name']}-{datetime.now().strftime('%Y%m%d-%H%M%S')}").absolute()
-    submitted = submit_slurm(pending, sweep["name"], options, folder)
-    array_id = submitted[0].job_id.split("_")[0]
-    print(f"submitted job array {array_id} ({len(submitted)} jobs); submitit folder {folder}\n"
-          f"watch: squeue -j {array_id}; sacct -j {array_id}; tail -f RUN_DIR/train.log")
-    return wait_slurm(submitted, pending) if args.wait else 0
-
+    options = cluster_options(args, sweep, sweep["name"], sweep_runs_dir(sweep, args.runs_dir))
+    return launch(pending, args.cluster, options, wait=args.wait, submitit_dir=args.submitit_dir)
 
 if __name__ == "__main__":
     sys.exit(main())
