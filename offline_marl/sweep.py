@@ -281,7 +281,7 @@ def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | N
 
 
 def freeze_config_files(jobs: list[JobSpec], runs_dir: Path) -> list[JobSpec]:
-    """The jobs with each `--config FILE` pointing at a copy of FILE taken now (RUNS_DIR/_configs/NAME-HASH.yaml, one
+    """The jobs with each `--config FILE` (or `--config=FILE`) pointing at a copy of FILE taken now (RUNS_DIR/_configs/NAME-HASH.yaml, one
     per content), so that editing FILE while the sweep runs cannot change the jobs that have not started yet."""
     copies = {}  # source -> its copy: each file read and written once, however many jobs name it
 
@@ -295,8 +295,12 @@ def freeze_config_files(jobs: list[JobSpec], runs_dir: Path) -> list[JobSpec]:
             copies[source] = str(copy.absolute())
         return copies[source]
 
-    return [replace(spec, argv=tuple(copy_of(arg) if i and spec.argv[i - 1] == "--config" else arg
-                                     for i, arg in enumerate(spec.argv))) for spec in jobs]
+    def frozen(argv: tuple[str, ...]) -> tuple[str, ...]:  # `--config FILE` and `--config=FILE`
+        return tuple(copy_of(arg) if i and argv[i - 1] == "--config" else
+                     "--config=" + copy_of(arg[len("--config="):]) if arg.startswith("--config=") else arg
+                     for i, arg in enumerate(argv))
+
+    return [replace(spec, argv=frozen(spec.argv)) for spec in jobs]
 
 
 def check_job_flags(jobs: list[JobSpec]) -> None:

@@ -3,6 +3,7 @@ local and debug runs."""
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,6 @@ def test_jobs_read_a_copy_of_their_config_file_taken_when_the_sweep_starts(sweep
     assert copy.read_text() == "batch_size: 16\n" and list(copy.parent.iterdir()) == [copy]
     second = sweep_module.freeze_config_files([spec], tmp_path / "runs")  # a later sweep takes the new content
     assert Path(second[0].argv[-1]).read_text() == "batch_size: 64\n" and len(list(copy.parent.iterdir())) == 2
+    joined = replace(spec, argv=("--seed", "0", f"--config={flags_file}"))
+    third = sweep_module.freeze_config_files([joined], tmp_path / "runs")[0].argv[-1]
+    assert third == f"--config={second[0].argv[-1]}"  # the same content: the same copy
