@@ -29,6 +29,7 @@ import csv
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -131,17 +132,30 @@ def table_rows(groups: dict, n_resamples: int = 10_000, seed: int = 0) -> list[d
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], extra: dict[str, Callable[[dict], str]] | None = None) -> str:
+    """The results table: algorithm, task, (variant,) mean ± std, IQM [CI], seeds, updates, then `extra`'s columns
+    ({header: cell of a row})."""
+    extra = extra or {}
     with_variant = any(row["variant"] for row in rows)
     header = ["algorithm", "task"] + (["variant"] if with_variant else []) + \
-        ["final normalised score (mean ± std)", "IQM [95 % CI]", "seeds", "updates"]
+        ["final normalised score (mean ± std)", "IQM [95 % CI]", "seeds", "updates", *extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["algorithm"], f"`{row['task']}`"] + ([row["variant"] or "—"] if with_variant else []) + [
-            f"{row['mean']:.1f} ± {row['std']:.1f}", f"{row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}]",
-            str(row["seeds"]), ", ".join(str(step) for step in row["steps"])]
+            f"{row['mean']:.1f} ± {row['std']:.1f}",
+            f"{row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}]", str(row["seeds"]), ", ".join(str(step) for step in row["steps"]), *[cell(row) for cell in extra.values()]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, table: str, rows: list[dict], columns: list[str]) -> None:
+    """results.md (the table) and results.csv (`columns` of the rows; updates joined by ';') in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(table)
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({**row, "steps": ";".join(str(step) for step in row["steps"])} for row in rows)
 
 
 def learning_curve(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,14 +226,8 @@ def main(argv=None) -> int:
         return 2
     groups = group_runs(runs)
     rows = table_rows(groups, args.bootstrap, args.seed)
-    out = args.out or args.runs_dir
-    out.mkdir(parents=True, exist_ok=True)
-    table = markdown(rows)
-    (out / "results.md").write_text(table)
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({**row, "steps": ";".join(str(step) for step in row["steps"])} for row in rows)
+    out, table = args.out or args.runs_dir, markdown(rows)
+    write_results(out, table, rows, list(rows[0]))
     print(table, end="")
     plots = [] if args.no_plots else plot_curves(groups, out / "curves")
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}" + (f" and {len(plots)} plots in {out / 'curves'}"

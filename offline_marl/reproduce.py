@@ -39,7 +39,6 @@ REPORT.md, report.json. Exit status: 0 all done, 1 some jobs failed (the report 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -351,38 +350,26 @@ def _pm(row: dict, key: str, digits: int = 2) -> str:
     return "—" if row.get(key) is None else f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"
 
 
+def _cross(row: dict) -> str:
+    if row.get("self_play") is None:
+        return "—"
+    return f"{row['self_play']:.1f} → " + ("n/a" if row["cross_play"] is None else f"{row['cross_play']:.1f}")
+
+
 def results_table(rows: list[dict]) -> str:
     """aggregate.py's columns plus the reacher tasks' convention agreement, consistency and cross-play."""
-    with_variant = any(row["variant"] for row in rows)
-    header = ["algorithm", "task"] + (["variant"] if with_variant else []) + [
-        "final normalised score (mean ± std)", "IQM [95 % CI]", "seeds", "updates", "convention agreement",
-        "consistency", "self-play → cross-play"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        cross = "—"
-        if row.get("self_play") is not None:
-            cross = f"{row['self_play']:.1f} → " + ("n/a" if row["cross_play"] is None else f"{row['cross_play']:.1f}")
-        cells = [row["algorithm"], f"`{row['task']}`"] + ([row["variant"] or "—"] if with_variant else []) + [
-            f"{row['mean']:.1f} ± {row['std']:.1f}",
-            f"{row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}]",
-            str(row["seeds"]), ", ".join(str(step) for step in row["steps"]), _pm(row, "agreement"),
-            _pm(row, "consistency"), cross]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return aggregate.markdown(rows, {"convention agreement": lambda row: _pm(row, "agreement"),
+                                     "consistency": lambda row: _pm(row, "consistency"),
+                                     "self-play → cross-play": _cross})
 
 
-CSV_COLUMNS = ("algorithm", "task", "variant", "mean", "std", "iqm", "iqm_ci_low", "iqm_ci_high", "seeds", "steps",
-               "agreement", "agreement_std", "consistency", "consistency_std", "self_play", "cross_play")
+CSV_COLUMNS = ["algorithm", "task", "variant", "mean", "std", "iqm", "iqm_ci_low", "iqm_ci_high", "seeds", "steps",
+               "agreement", "agreement_std", "consistency", "consistency_std", "self_play", "cross_play"]
 
 
 def write_report(out: Path, rows: list[dict], context: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     table = results_table(rows) if rows else "(no finished runs)\n"
-    (out / "results.md").write_text(table)
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({**row, "steps": ";".join(str(step) for step in row["steps"])} for row in rows)
+    aggregate.write_results(out, table, rows, CSV_COLUMNS)
     (out / "report.json").write_text(json.dumps({**context, "rows": rows}, indent=1, default=str))
     stages = context["stages"]
     lines = [f"# Reproduction `{context['name']}`", "",
