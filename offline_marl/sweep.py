@@ -502,18 +502,11 @@ def slurm_executor(folder: Path, name: str, options: dict):
     parameters = {"name": f"sweep-{name}", "timeout_min": options.get("time_min") or 60,
                   "cpus_per_task": options.get("cpus_per_task") or 1,
                   "slurm_array_parallelism": options.get("array_parallelism") or 256}
-    if options.get("gpus_per_node"):
-        parameters["gpus_per_node"] = options["gpus_per_node"]
-    if options.get("mem_gb"):
-        parameters["mem_gb"] = options["mem_gb"]
-    if options.get("partition"):
-        parameters["slurm_partition"] = options["partition"]
-    if options.get("signal_delay_s"):
-        parameters["slurm_signal_delay_s"] = options["signal_delay_s"]
-    if options.get("setup"):
-        parameters["slurm_setup"] = list(options["setup"])
-    if options.get("additional_parameters"):
-        parameters["slurm_additional_parameters"] = dict(options["additional_parameters"])
+    for key, parameter in (("gpus_per_node", "gpus_per_node"), ("mem_gb", "mem_gb"), ("partition", "slurm_partition"),
+                           ("signal_delay_s", "slurm_signal_delay_s"), ("setup", "slurm_setup"),
+                           ("additional_parameters", "slurm_additional_parameters")):
+        if options.get(key):  # unset: the cluster's default
+            parameters[parameter] = options[key]
     executor.update_parameters(**parameters)
     return executor
 

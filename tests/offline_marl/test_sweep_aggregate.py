@@ -184,3 +184,16 @@ def test_jobs_read_a_copy_of_their_config_file_taken_when_the_sweep_starts(sweep
     joined = replace(spec, argv=("--seed", "0", f"--config={flags_file}"))
     third = sweep_module.freeze_config_files([joined], tmp_path / "runs")[0].argv[-1]
     assert third == f"--config={second[0].argv[-1]}"  # the same content: the same copy
+
+
+def test_slurm_executor_passes_the_sweeps_resources_and_leaves_unset_ones_to_the_cluster(sweep_module, tmp_path):
+    options = {"time_min": 30, "gpus_per_node": 1, "mem_gb": 4, "partition": "gpu", "signal_delay_s": 90,
+               "setup": ["module load cuda"], "additional_parameters": {"qos": "high"}}
+    executor = sweep_module.slurm_executor(tmp_path, "s", options)
+    assert executor._executor.parameters == {
+        "job_name": "sweep-s", "time": 30, "cpus_per_task": 1, "array_parallelism": 256, "gpus_per_node": 1,
+        "mem": "4GB", "partition": "gpu", "signal_delay_s": 90, "setup": ["module load cuda"],
+        "additional_parameters": {"qos": "high"}}
+    bare = sweep_module.slurm_executor(tmp_path, "s", {"gpus_per_node": 0, "partition": None})
+    assert bare._executor.parameters == {"job_name": "sweep-s", "time": 60, "cpus_per_task": 1,
+                                         "array_parallelism": 256}
