@@ -5,9 +5,9 @@ resume, signals, wandb; `offline_marl/train_worldmodel.py`).
 Training loss (summed over members, each member's batch drawn independently from the training split,
 i.e. a bootstrap over batches):
     L = sum_k [ mean_{b,d} ((m_k - y)^2 exp(-l_k) + l_k)                    Gaussian NLL (no constant)
-                + c_term * mean_b BCE(z_k, terminal)                        terminals, NOT timeouts
-              ] + c_bound * sum_k (sum l_max,k - sum l_min,k)              keeps the bounds tight
-    + weight decay (L2 through Adam) on the weight matrices.
+                + c_term * mean_b BCE(z_k, terminal) ]                      terminals, NOT timeouts
+    + weight decay (L2 through Adam) on the weight matrices. The log-variance bounds are fixed (see
+    `offline_marl.world_model` for why MBPO's learned bounds are not used).
 When the training split holds no terminal (e.g. Reacher), the termination head is not trained and the
 model predicts P(terminal) = 0 (`terminals_seen` buffer).
 
@@ -62,8 +62,6 @@ class WorldModelConfig(RunConfig):
     min_improvement: float = flag(0.01, "relative held-out MSE decrease that counts as an improvement "
                                         "(0.01 = one percent)")
     termination_loss_coef: float = flag(1.0, "weight of the termination head's binary cross-entropy")
-    logvar_bound_coef: float = flag(0.01, "weight of sum(max_logvar) - sum(min_logvar), which keeps the soft "
-                                          "log-variance bounds tight")
     world_model_path: str | None = flag(None, "output file; default runs/world_models/{scenario}/seed{seed}/"
                                               "world_model.pt. An existing file trained on the same dataset with the "
                                               "same settings is reused instead of training again")
@@ -80,7 +78,7 @@ class WorldModelConfig(RunConfig):
 # Fields whose values change the trained model: a cached file is reused only when they match.
 TRAINING_FIELDS = ("seed", "ensemble_size", "n_elites", "hidden_sizes", "activation", "lr", "weight_decay",
                    "batch_size", "validation_fraction", "max_epochs", "max_training_step", "patience",
-                   "min_improvement", "termination_loss_coef", "logvar_bound_coef")
+                   "min_improvement", "termination_loss_coef")
 
 
 @torch.no_grad()
@@ -103,21 +101,20 @@ def holdout_metrics(model: EnsembleWorldModel, x: torch.Tensor, y: torch.Tensor,
 
 
 def ensemble_loss(model: EnsembleWorldModel, x: torch.Tensor, y: torch.Tensor, terminals: torch.Tensor,
-                  termination_coef: float, logvar_bound_coef: float) -> torch.Tensor:
+                  termination_coef: float) -> torch.Tensor:
     """The training loss of the module doc for member batches x [M, B, in], y [M, B, obs+1], terminals [M, B]."""
     mean, logvar, logit = model.forward_normalized(x)
     nll = ((mean - y).square() * torch.exp(-logvar) + logvar).mean((1, 2)).sum()
     bce = F.binary_cross_entropy_with_logits(logit, terminals, reduction="none").mean(1).sum()
-    bound = logvar_bound_coef * (model.max_logvar.sum() - model.min_logvar.sum())
-    return nll + termination_coef * bce + bound
+    return nll + termination_coef * bce
 
 
 def make_optimizer(model: EnsembleWorldModel, lr: float, weight_decay: float) -> torch.optim.Adam:
     """Fused Adam; L2 decay on the weight matrices only."""
     decayed = [layer.weight for layer in model.net.layers]
-    others = [layer.bias for layer in model.net.layers] + [model.max_logvar, model.min_logvar]
+    biases = [layer.bias for layer in model.net.layers]
     return torch.optim.Adam([{"params": decayed, "weight_decay": weight_decay},
-                             {"params": others, "weight_decay": 0.0}], lr=lr, fused=True)
+                             {"params": biases, "weight_decay": 0.0}], lr=lr, fused=True)
 
 
 class WorldModelTrainer(nn.Module):
@@ -189,8 +186,7 @@ class WorldModelTrainer(nn.Module):
         config, train = self.config, self.train_indices
         index = train[torch.randint(len(train), (config.ensemble_size, config.batch_size), generator=generator,
                                     device=self.device)]
-        loss = ensemble_loss(self.model, self.x[index], self.y[index], self.terminals[index], self.termination_coef,
-                             config.logvar_bound_coef)
+        loss = ensemble_loss(self.model, self.x[index], self.y[index], self.terminals[index], self.termination_coef)
         optimizer = self.optimizers["world_model"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -16,7 +16,7 @@ from offline_marl.errors import ConfigError
 from offline_marl.train_worldmodel import load_or_train_world_model, main, train_world_model
 from offline_marl.world_model import (CorruptWorldModelError, EnsembleWorldModel, WorldModelMismatchError,
                                       WorldModelNotFoundError, dataset_fingerprint)
-from offline_marl.world_model_training import WorldModelConfig, fit_world_model
+from offline_marl.world_model_training import WorldModelConfig, ensemble_loss, fit_world_model, make_optimizer
 
 TASK = "reacher-expert-mix-gen_2x1first_0"
 SMALL = dict(ensemble_size=4, n_elites=2, hidden_sizes=(64, 64), max_epochs=25, device="cpu")
@@ -201,6 +201,39 @@ def test_bad_files_give_clear_errors(fitted, tmp_path):
     torch.save({"algorithm": {}, "state": {"step": 3}}, other)
     with pytest.raises(CorruptWorldModelError, match="not a world-model file"):
         EnsembleWorldModel.load(other)
+
+    version_1 = tmp_path / "version_1.pt"
+    torch.save({**torch.load(good, weights_only=True), "format_version": 1}, version_1)
+    with pytest.raises(CorruptWorldModelError, match="format version 1, this code reads 2.*train the model again"):
+        EnsembleWorldModel.load(version_1)
+
+
+def test_predicted_log_variance_stays_free_inside_fixed_bounds():
+    """Learned bounds (MBPO's penalty under Adam) drifted until l_max < l_min and every prediction's log-variance
+    was pinned to l_min: after 1,500 updates at lr 1e-2 on data of one noise level (std 0.1, log-variance -4.6),
+    l_max was below -9 and the log-variance no longer depended on the input. The bounds are fixed now."""
+    torch.manual_seed(0)
+    model = EnsembleWorldModel(1, 1, ensemble_size=2, n_elites=1, hidden_sizes=(32, 32))
+    optimizer = make_optimizer(model, lr=1e-2, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(0)
+
+    def batch():
+        x = torch.rand(2, 256, 2, generator=generator) * 2 - 1
+        y = torch.stack([torch.sin(3 * x[..., 0]), x[..., 1] ** 2], -1) + 0.1 * torch.randn(2, 256, 2,
+                                                                                          generator=generator)
+        return x, y
+
+    for _ in range(1500):
+        loss = ensemble_loss(model, *batch(), torch.zeros(2, 256), termination_coef=0.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.equal(model.max_logvar, torch.full_like(model.max_logvar, 0.5))
+    assert torch.equal(model.min_logvar, torch.full_like(model.min_logvar, -10.0))
+    with torch.no_grad():
+        _, logvar, _ = model.forward_normalized(batch()[0])
+    assert abs(float(logvar.mean()) - 2 * np.log(0.1)) < 0.3  # calibrated to the noise
+    assert float((logvar - model.min_logvar).min()) > 3 and float((model.max_logvar - logvar).min()) > 3
 
 
 def test_model_of_other_dimensions_or_body_is_refused(fitted, tmp_path):
