@@ -46,7 +46,7 @@ BOUNDS = {
     "alpha": "[0, inf)", "alpha_cql": "[0, inf)", "cql_target_gap": "[0, inf)", "temperature": "[0, inf)",
     "max_weight": "(0, inf)", "initial_temperature": "(0, inf)", "init_entropy_coef": "(0, inf)",
     "action_mean_penalty": "[0, inf)", "clip": "(0, inf)", "value_clip": "[0, inf)", "max_grad_norm": "(0, inf)",
-    "weight_decay": "[0, inf)", "termination_loss_coef": "[0, inf)",
+    "weight_decay": "[0, inf)", "termination_loss_coef": "[0, inf)", "nll_beta": "[0, 1]",
     "next_obs_penalty": "[0, inf)", "reward_disagreement_penalty": "[0, inf)", "reward_std_penalty": "[0, inf)",
     "penalty_cap": "(0, inf]", "cut_threshold": "(0, inf]", "cut_multiple": "(0, inf]", "policy_noise": "[0, inf)",
     "noise_clip": "[0, inf)", "cql_noise": "(0, inf)", "omar_sigma": "[0, inf)", "rollout_noise": "[0, inf)",

@@ -4,10 +4,13 @@ resume, signals, wandb; `offline_marl/train_worldmodel.py`).
 
 Training loss (summed over members, each member's batch drawn independently from the training split,
 i.e. a bootstrap over batches):
-    L = sum_k [ mean_{b,d} ((m_k - y)^2 exp(-l_k) + l_k)                    Gaussian NLL (no constant)
+    L = sum_k [ mean_{b,d} sg(exp(l_k))^beta ((m_k - y)^2 exp(-l_k) + l_k)   beta-NLL (no constant)
                 + c_term * mean_b BCE(z_k, terminal) ]                      terminals, NOT timeouts
-    + weight decay (L2 through Adam) on the weight matrices. The log-variance bounds are fixed (see
-    `offline_marl.world_model` for why MBPO's learned bounds are not used).
+    + weight decay (L2 through Adam) on the weight matrices; sg = stop-gradient. beta = 0 is the Gaussian
+    NLL. Under it the mean's gradient is weighted by 1 / variance, so hard transitions, given a large
+    variance, are fitted last. beta = 0.5 (`--nll_beta`, Seitzer et al., 2022, "On the pitfalls of
+    heteroscedastic uncertainty estimation") keeps the variance's optimum and fits the mean better. The
+    log-variance bounds are fixed (see `offline_marl.world_model` for why MBPO's learned bounds are not used).
 When the training split holds no terminal (e.g. Reacher), the termination head is not trained and the
 model predicts P(terminal) = 0 (`terminals_seen` buffer).
 
@@ -62,6 +65,8 @@ class WorldModelConfig(RunConfig):
     min_improvement: float = flag(0.01, "relative held-out MSE decrease that counts as an improvement "
                                         "(0.01 = one percent)")
     termination_loss_coef: float = flag(1.0, "weight of the termination head's binary cross-entropy")
+    nll_beta: float = flag(0.5, "beta of the beta-NLL: each transition's Gaussian NLL is weighted by its predicted "
+                                "variance^beta (no gradient through the weight); 0 = the plain NLL")
     world_model_path: str | None = flag(None, "output file; default runs/world_models/{scenario}/seed{seed}/"
                                               "world_model.pt. An existing file trained on the same dataset with the "
                                               "same settings is reused instead of training again")
@@ -78,7 +83,7 @@ class WorldModelConfig(RunConfig):
 # Fields whose values change the trained model: a cached file is reused only when they match.
 TRAINING_FIELDS = ("seed", "ensemble_size", "n_elites", "hidden_sizes", "activation", "lr", "weight_decay",
                    "batch_size", "validation_fraction", "max_epochs", "max_training_step", "patience",
-                   "min_improvement", "termination_loss_coef")
+                   "min_improvement", "termination_loss_coef", "nll_beta")
 
 
 @torch.no_grad()
@@ -101,10 +106,13 @@ def holdout_metrics(model: EnsembleWorldModel, x: torch.Tensor, y: torch.Tensor,
 
 
 def ensemble_loss(model: EnsembleWorldModel, x: torch.Tensor, y: torch.Tensor, terminals: torch.Tensor,
-                  termination_coef: float) -> torch.Tensor:
+                  termination_coef: float, nll_beta: float = 0.0) -> torch.Tensor:
     """The training loss of the module doc for member batches x [M, B, in], y [M, B, obs+1], terminals [M, B]."""
     mean, logvar, logit = model.forward_normalized(x)
-    nll = ((mean - y).square() * torch.exp(-logvar) + logvar).mean((1, 2)).sum()
+    nll = (mean - y).square() * torch.exp(-logvar) + logvar
+    if nll_beta:
+        nll = nll * torch.exp(nll_beta * logvar.detach())
+    nll = nll.mean((1, 2)).sum()
     bce = F.binary_cross_entropy_with_logits(logit, terminals, reduction="none").mean(1).sum()
     return nll + termination_coef * bce
 
@@ -186,7 +194,8 @@ class WorldModelTrainer(nn.Module):
         config, train = self.config, self.train_indices
         index = train[torch.randint(len(train), (config.ensemble_size, config.batch_size), generator=generator,
                                     device=self.device)]
-        loss = ensemble_loss(self.model, self.x[index], self.y[index], self.terminals[index], self.termination_coef)
+        loss = ensemble_loss(self.model, self.x[index], self.y[index], self.terminals[index], self.termination_coef,
+                             config.nll_beta)
         optimizer = self.optimizers["world_model"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -236,6 +236,25 @@ def test_predicted_log_variance_stays_free_inside_fixed_bounds():
     assert float((logvar - model.min_logvar).min()) > 3 and float((model.max_logvar - logvar).min()) > 3
 
 
+
+def test_beta_nll_weights_each_term_by_its_variance_without_a_gradient_through_the_weight():
+    """beta-NLL (Seitzer et al., 2022): sum_k mean_{b,d} sg(var)^beta ((m - y)^2 / var + log var). The weight gets no
+    gradient, so the log-variance's optimum stays at the squared error: d/dl = sg(var)^beta (1 - e^2 / var) = 0."""
+    torch.manual_seed(0)
+    model = EnsembleWorldModel(1, 1, ensemble_size=2, n_elites=1, hidden_sizes=(8,)).double()
+    x = torch.randn(2, 5, 2, dtype=torch.float64)
+    mean, logvar, _ = model.forward_normalized(x)
+    y = mean.detach() + torch.exp(0.5 * logvar.detach())  # every error^2 equals its predicted variance
+    terminals = torch.zeros(2, 5, dtype=torch.float64)
+    for beta in (0.0, 0.5, 1.0):
+        value = ensemble_loss(model, x, y, terminals, termination_coef=0.0, nll_beta=beta)
+        terms = torch.exp(beta * logvar) * ((mean - y).square() * torch.exp(-logvar) + logvar)
+        assert torch.allclose(value, terms.mean((1, 2)).sum())
+    logvar_leaf = logvar.detach().requires_grad_()
+    model.forward_normalized = lambda x, members=None: (mean.detach(), logvar_leaf, torch.zeros(2, 5))
+    ensemble_loss(model, x, y, terminals, termination_coef=0.0, nll_beta=0.5).backward()
+    assert torch.allclose(logvar_leaf.grad, torch.zeros_like(logvar_leaf.grad), atol=1e-12)
+
 def test_model_of_other_dimensions_or_body_is_refused(fitted, tmp_path):
     path = fitted[0].save(tmp_path / "reacher.pt")
     with pytest.raises(WorldModelMismatchError, match="observation 10 and action 2.*hopper.*observation 11"):
