@@ -47,7 +47,7 @@ def test_loss_falls_and_elites_are_the_best_held_out_members(fitted):
     model, metrics, rows = fitted
     assert [row["epoch"] for row in rows] == list(range(1, len(rows) + 1))
     history = metrics["history"]
-    assert history["train_loss"][-1] < history["train_loss"][0] - 2.0, history["train_loss"]
+    assert history["train_loss"][-1] < history["train_loss"][0] - 0.5, history["train_loss"]
     assert history["holdout_mse"][-1] < 0.3 * history["holdout_mse"][0], history["holdout_mse"]
     mse = np.array([row["holdout_mse"] for row in metrics["members"]])
     assert len(set(mse.round(8))) == len(mse)  # members differ (own initialisation and batches)
@@ -112,7 +112,8 @@ def test_early_stopping_and_step_cap(dataset):
 def test_best_weights_are_kept_per_member(dataset):
     """A learning rate high enough to make held-out errors go up and down: each member ends with the
     weights of its own best epoch (min_improvement 0: any decrease counts), not the last epoch's."""
-    config = WorldModelConfig(**{**TINY, "max_epochs": 6}, lr=0.2, patience=10, min_improvement=0.0)
+    config = WorldModelConfig(**{**TINY, "max_epochs": 6}, lr=0.2, patience=10, min_improvement=0.0,
+                              nll_beta=0.0)  # the plain NLL: its held-out errors swing at this rate
     _, metrics = fit_world_model(dataset, config, "cpu", progress=False)
     per_epoch = np.array(metrics["history"]["holdout_mse_members"])  # [epochs, members]
     final = np.array([row["holdout_mse"] for row in metrics["members"]])
