@@ -101,9 +101,10 @@ def test_moma_ppo_cut_is_derived_from_the_models_held_out_disagreement(reacher_c
     model.info["metrics"] = {}
     with pytest.raises(ConfigError, match="--cut_threshold"):
         config.resolved_cut_threshold(model)
-    # a threshold at the held-out 99th percentile cuts some of the policy's rollouts short, not all
+    # a threshold at 3x the held-out 99th percentile cuts some of the untrained policy's rollouts short, not all
+    # (the beta-NLL model's members agree so closely on the data that at 1x every rollout is cut)
     train_rl_model_based.main(moma_args(reacher_c_path, tmp_path / "run", 5, "--world_model", world_model_path,
-                                        "--cut_multiple", "1"))
+                                        "--cut_multiple", "3"))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     (row,) = [row for row in rows if "rollout_length" in row]
     assert 0 < row["cut_fraction"] < 1 and 0 < row["rollout_length"] < 10
