@@ -1,7 +1,7 @@
 """World-model training and model-rollout throughput (CPU).
 
-1. Ensemble training: the 7-member ensemble (4x200 SiLU, batch 256 per member, Gaussian NLL + termination
-   BCE, fused Adam) as one batched network (`offline_marl.world_model`) against a Python loop over 7
+1. Ensemble training: the 7-member ensemble (4x200 SiLU, batch 256 per member, the default beta-NLL +
+   termination BCE, fused Adam) as one batched network (`offline_marl.world_model`) against a Python loop over 7
    separate `nn.Sequential` MLPs of the same sizes, each with its own fused Adam. Samples/s counts
    member-samples (7 x 256 per update). Prints `RATIO world_model_batched_vs_loop: x.xx (ours/s vs loop/s)`.
    Also the update time at the original research code's size (7 members of 4x1024), whose figure is
@@ -27,10 +27,11 @@ from torch.nn import functional as F
 
 from offline_marl.model_env import ModelEnv, RolloutPenalty
 from offline_marl.world_model import EnsembleWorldModel
-from offline_marl.world_model_training import ensemble_loss, make_optimizer
+from offline_marl.world_model_training import WorldModelConfig, ensemble_loss, make_optimizer
 
 OBS, ACT, MEMBERS, ELITES, HIDDEN, BATCH = 10, 2, 7, 5, (200, 200, 200, 200), 256
 N_DATA = 20_000
+NLL_BETA = WorldModelConfig.nll_beta  # the default training loss
 
 
 def _data(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -59,7 +60,7 @@ def batched_samples_per_s(updates: int, hidden=HIDDEN) -> float:
 
     def update():
         index = torch.randint(N_DATA, (MEMBERS, BATCH), generator=generator)
-        loss = ensemble_loss(model, x[index], y[index], t[index], 1.0)
+        loss = ensemble_loss(model, x[index], y[index], t[index], 1.0, NLL_BETA)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -87,7 +88,7 @@ class LoopMember(nn.Module):
         mean, logvar, logit = out[:, :d], out[:, d:2 * d], out[:, 2 * d]
         logvar = self.max_logvar - F.softplus(self.max_logvar - logvar)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
-        nll = ((mean - y).square() * torch.exp(-logvar) + logvar).mean()
+        nll = (torch.exp(NLL_BETA * logvar.detach()) * ((mean - y).square() * torch.exp(-logvar) + logvar)).mean()
         bce = F.binary_cross_entropy_with_logits(logit, t)
         return nll + bce
 

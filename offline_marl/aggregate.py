@@ -143,7 +143,8 @@ def markdown(rows: list[dict], extra: dict[str, Callable[[dict], str]] | None = 
     for row in rows:
         cells = [row["algorithm"], f"`{row['task']}`"] + ([row["variant"] or "—"] if with_variant else []) + [
             f"{row['mean']:.1f} ± {row['std']:.1f}",
-            f"{row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}]", str(row["seeds"]), ", ".join(str(step) for step in row["steps"]), *[cell(row) for cell in extra.values()]]
+            f"{row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}]", str(row["seeds"]),
+            ", ".join(str(step) for step in row["steps"]), *[cell(row) for cell in extra.values()]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -281,8 +281,9 @@ def expand(sweep: dict, runs_dir: str | Path | None = None, seeds: list[int] | N
 
 
 def freeze_config_files(jobs: list[JobSpec], runs_dir: Path) -> list[JobSpec]:
-    """The jobs with each `--config FILE` (or `--config=FILE`) pointing at a copy of FILE taken now (RUNS_DIR/_configs/NAME-HASH.yaml, one
-    per content), so that editing FILE while the sweep runs cannot change the jobs that have not started yet."""
+    """The jobs with each `--config FILE` (or `--config=FILE`) pointing at a copy of FILE taken now
+    (RUNS_DIR/_configs/NAME-HASH.yaml, one per content), so that editing FILE while the sweep runs cannot change
+    the jobs that have not started yet."""
     copies = {}  # source -> its copy: each file read and written once, however many jobs name it
 
     def copy_of(source: str) -> str:
@@ -550,7 +551,13 @@ def wait_slurm(submitted: list, jobs: list[JobSpec]) -> int:
 # ---------------------------------------------------------------------------------------------
 # Where the jobs run: the flags, their options, the dispatch (shared with the reproduction)
 
-SLURM_FLAGS = ("partition", "time_min", "cpus_per_task", "gpus_per_node", "mem_gb", "array_parallelism")
+# The Slurm resource flags: name -> (type, help); each overrides the same key of a `slurm:` section.
+SLURM_FLAGS = {"partition": (str, "Slurm partition (default: the cluster's default)"),
+               "time_min": (int, "time limit per job in minutes (default 60)"),
+               "cpus_per_task": (int, "CPUs per job = its torch threads (default 1)"),
+               "gpus_per_node": (int, "GPUs per job (default 0)"),
+               "mem_gb": (float, "memory per job (default: the cluster's)"),
+               "array_parallelism": (int, "jobs of the array running at once")}
 
 
 def add_cluster_flags(parser: argparse.ArgumentParser, source: str):
@@ -562,12 +569,8 @@ def add_cluster_flags(parser: argparse.ArgumentParser, source: str):
     local.add_argument("--threads", type=int, default=None, help=f"torch threads per run (default: the {source}'s, "
                        "else cores / jobs)")
     slurm = parser.add_argument_group(f"slurm (override the {source}'s `slurm:` section)")
-    slurm.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
-    slurm.add_argument("--time_min", type=int, default=None, help="time limit per job in minutes (default 60)")
-    slurm.add_argument("--cpus_per_task", type=int, default=None, help="CPUs per job = its torch threads (default 1)")
-    slurm.add_argument("--gpus_per_node", type=int, default=None, help="GPUs per job (default 0)")
-    slurm.add_argument("--mem_gb", type=float, default=None, help="memory per job (default: the cluster's)")
-    slurm.add_argument("--array_parallelism", type=int, default=None, help="jobs of the array running at once")
+    for name, (kind, text) in SLURM_FLAGS.items():
+        slurm.add_argument(f"--{name}", type=kind, default=None, help=text)
     return slurm
 
 
@@ -655,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     options = cluster_options(args, sweep, sweep["name"], sweep_runs_dir(sweep, args.runs_dir))
     return launch(pending, args.cluster, options, wait=args.wait, submitit_dir=args.submitit_dir)
+
 
 if __name__ == "__main__":
     sys.exit(main())

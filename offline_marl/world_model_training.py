@@ -106,7 +106,7 @@ def holdout_metrics(model: EnsembleWorldModel, x: torch.Tensor, y: torch.Tensor,
 
 
 def ensemble_loss(model: EnsembleWorldModel, x: torch.Tensor, y: torch.Tensor, terminals: torch.Tensor,
-                  termination_coef: float, nll_beta: float = 0.0) -> torch.Tensor:
+                  termination_coef: float, nll_beta: float) -> torch.Tensor:
     """The training loss of the module doc for member batches x [M, B, in], y [M, B, obs+1], terminals [M, B]."""
     mean, logvar, logit = model.forward_normalized(x)
     nll = (mean - y).square() * torch.exp(-logvar) + logvar
