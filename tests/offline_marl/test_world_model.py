@@ -16,7 +16,8 @@ from offline_marl.errors import ConfigError
 from offline_marl.train_worldmodel import load_or_train_world_model, main, train_world_model
 from offline_marl.world_model import (CorruptWorldModelError, EnsembleWorldModel, WorldModelMismatchError,
                                       WorldModelNotFoundError, dataset_fingerprint)
-from offline_marl.world_model_training import WorldModelConfig, ensemble_loss, fit_world_model, make_optimizer
+from offline_marl.world_model_training import (WorldModelConfig, WorldModelTrainer, ensemble_loss, fit_world_model,
+                                               make_optimizer)
 
 TASK = "reacher-expert-mix-gen_2x1first_0"
 SMALL = dict(ensemble_size=4, n_elites=2, hidden_sizes=(64, 64), max_epochs=25, device="cpu")
@@ -388,3 +389,26 @@ def test_a_larger_step_budget_continues_a_model_that_stopped_at_its_budget(datas
     assert max(row["step"] for row in rows) == 12
     with pytest.raises(ConfigError, match="max_training_step 12 -> 8"):  # a smaller budget is another model
         load_or_train_world_model(TASK, 0, device="cpu", max_training_step=8, **kwargs)
+
+
+def test_resumed_at_its_step_cap_inside_an_epoch_it_stops_as_a_run_capped_there(dataset):
+    """A checkpoint taken inside an epoch, resumed with max_training_step = its step: the epoch in progress is
+    closed (held-out check, best snapshots) and the model equals that of a run capped there from the start."""
+    config = WorldModelConfig(task_name=TASK, seed=0, **{**TINY, "max_epochs": 10}, max_training_step=100_000)
+    long_run = WorldModelTrainer(config, dataset, "cpu")
+    step = long_run.steps_per_epoch + long_run.steps_per_epoch // 2
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(step):
+        long_run.train_step(None, generator)
+    capped = WorldModelConfig(**{**config.__dict__, "max_training_step": step})
+    resumed = WorldModelTrainer(capped, dataset, "cpu")
+    resumed.load_state_dict(long_run.state_dict())
+    straight = WorldModelTrainer(capped, dataset, "cpu")
+    generator = torch.Generator().manual_seed(0)
+    while not straight.finished:
+        straight.train_step(None, generator)
+    (resumed_model, resumed_metrics), (straight_model, straight_metrics) = resumed.final_model(), straight.final_model()
+    assert resumed_metrics["stopped"] == straight_metrics["stopped"] == "max_training_step"
+    assert resumed_metrics["epochs"] == straight_metrics["epochs"] == 2
+    assert resumed_metrics["history"] == straight_metrics["history"]
+    assert _same_predictions(straight_model, resumed_model)
