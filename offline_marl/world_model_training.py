@@ -242,8 +242,10 @@ class WorldModelTrainer(nn.Module):
     def final_model(self) -> tuple[EnsembleWorldModel, dict]:
         """Each member's best snapshot, the elites, and the metrics the file keeps."""
         config, model, validation = self.config, self.model, self.validation_indices
-        if self.stopped is None:  # resumed with --max_training_step at its checkpoint's step: stop as a run
-            if int(self.epoch_steps):  # capped there would have, closing the epoch in progress
+        if self.stopped is None:
+            # Resumed with --max_training_step equal to its checkpoint's step, so no update ran: stop as a run
+            # capped at that step from the start would have, closing the epoch in progress.
+            if int(self.epoch_steps):
                 self._end_epoch()
             self.stopped = self.stopped or "max_training_step"
         for value, best in zip(model.parameters(), self._best().values()):

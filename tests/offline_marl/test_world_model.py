@@ -400,7 +400,7 @@ def test_resumed_at_its_step_cap_inside_an_epoch_it_stops_as_a_run_capped_there(
     generator = torch.Generator().manual_seed(0)
     for _ in range(step):
         long_run.train_step(None, generator)
-    capped = WorldModelConfig(**{**config.__dict__, "max_training_step": step})
+    capped = dataclasses.replace(config, max_training_step=step)
     resumed = WorldModelTrainer(capped, dataset, "cpu")
     resumed.load_state_dict(long_run.state_dict())
     straight = WorldModelTrainer(capped, dataset, "cpu")
