@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= disabled
 export MUJOCO_GL ?= egl
 
-.PHONY: venv test demo bench clean slurm
+.PHONY: venv lint test demo bench clean slurm
 
 venv: $(STAMP)
 
@@ -20,8 +20,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The lint rules are pyproject.toml's [tool.ruff]; `$(BIN)/ruff check --fix .` mends the sortable ones.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
 # -rs: skipped tests are listed with their reason (e.g. the Slurm test where Slurm cannot start).
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q -rs tests
 
 demo: $(STAMP)

@@ -3,8 +3,15 @@
 `python -m benchmarks replay PATH --task TASK`)."""
 import sys
 
-from benchmarks import (bench_dataset_memory, bench_generation, bench_mappo, bench_quality, bench_replay,
-                        bench_updates, bench_world_model)
+from benchmarks import (
+    bench_dataset_memory,
+    bench_generation,
+    bench_mappo,
+    bench_quality,
+    bench_replay,
+    bench_updates,
+    bench_world_model,
+)
 from offline_marl.runner import reuse_freed_memory
 
 BENCHMARKS = {
@@ -40,6 +47,7 @@ if __name__ == "__main__":
     if unknown:
         refuse(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
     if flags and len(names) != 1:
-        refuse(f"flags {flags} need exactly one benchmark name before them, e.g. `python -m benchmarks quality --seeds 1`")
+        refuse(f"flags {flags} need exactly one benchmark name before them, "
+               "e.g. `python -m benchmarks quality --seeds 1`")
     for name in names:
         BENCHMARKS[name](flags) if flags or name in TAKES_ARGUMENTS else BENCHMARKS[name]()

@@ -27,7 +27,8 @@ def status_kb(field):
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":"))
 baseline = status_kb("VmRSS")
 data = load_dataset("ant-full-replay-gen_4x2_0", path=path)
-raw = sum(getattr(data, k).nbytes for k in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"))
+raw = sum(getattr(data, k).nbytes
+          for k in ("observations", "actions", "rewards", "terminals", "timeouts", "next_observations"))
 if mode == "per_agent_copies":
     copies = [(data.observations[:, list(a.obs_indices)], data.next_observations[:, list(a.obs_indices)],
                data.actions[:, list(a.action_indices)]) for a in data.task.agents]

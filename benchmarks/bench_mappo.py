@@ -29,9 +29,9 @@ from torch import nn
 
 from dzsc.envs import MultiAgentEnv
 from dzsc.tasks import get_task
+from offline_marl.algos import online_mappo
 from offline_marl.algos.mappo import MAPPO, GaussianActor, MAPPOConfig, PPORollout
 from offline_marl.data import AgentSpace, device_views
-from offline_marl.algos import online_mappo
 from offline_marl.runner import RunContext
 
 T, E = 200, 10
@@ -47,7 +47,8 @@ class LoopActor(nn.Module):
         hidden = tuple(layer.weight.shape[2] for layer in layers[:-1])
         self.agents = nn.ModuleList()
         for i in range(n):
-            actor = GaussianActor(1, layers[0].weight.shape[1], action_dim, hidden, batched.action_mask[i, :, :] > 0, 0.0)
+            actor = GaussianActor(1, layers[0].weight.shape[1], action_dim, hidden,
+                                  batched.action_mask[i, :, :] > 0, 0.0)
             actor.load_state_dict({key: value[i:i + 1] for key, value in batched.state_dict().items()})
             self.agents.append(actor)
         self.register_buffer("action_mask", batched.action_mask.clone())
@@ -84,7 +85,8 @@ def random_rollout(space: AgentSpace, seed: int, device: torch.device) -> PPORol
         "agent_next_observations": torch.randn(T, n, E, space.obs_dim, generator=g),
         "observations": torch.randn(T, E, space.global_obs_dim, generator=g),
         "next_observations": torch.randn(T, E, space.global_obs_dim, generator=g),
-        "agent_actions": torch.randn(T, n, E, space.action_dim, generator=g), "log_probs": -torch.rand(T, n, E, generator=g),
+        "agent_actions": torch.randn(T, n, E, space.action_dim, generator=g),
+        "log_probs": -torch.rand(T, n, E, generator=g),
         "rewards": torch.randn(T, E, generator=g), "terminals": torch.zeros(T, E, dtype=torch.bool),
         "ends": torch.zeros(T, E, dtype=torch.bool), "valid": torch.ones(T, E, dtype=torch.bool),
     }

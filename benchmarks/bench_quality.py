@@ -38,8 +38,7 @@ from dzsc.datasets.dataset import agent_views
 from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.tasks import get_task
-from offline_marl import train_agents
-from offline_marl import registry
+from offline_marl import registry, train_agents
 from offline_marl.evaluation import evaluate
 from offline_marl.runner import EVAL_SEED_BASE, MetricsLog
 
@@ -105,7 +104,8 @@ def main(argv: list[str] = ()) -> None:
     parser.add_argument("--out", default="bench_results/quality", help="data and run folders")
     args = parser.parse_args(list(argv))
     if not PEER_PYTHON.exists():
-        sys.exit(f"d3rlpy peer not installed ({PEER_PYTHON}); `make .venv-d3rlpy/.installed` (or `make bench`) builds it")
+        sys.exit(f"d3rlpy peer not installed ({PEER_PYTHON}); "
+                 "`make .venv-d3rlpy/.installed` (or `make bench`) builds it")
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Multi-agent tasks (MuJoCo bodies, the iterated coordination game), environments and offline datasets (no learning code).
+"""Multi-agent tasks (MuJoCo bodies, the iterated coordination game), environments and offline datasets
+(no learning code).
 
 The name is the one the MOMA-PPO authors gave their package of multi-agent tasks and datasets (PBarde/moma-ppo,
 `dzsc/`), kept so that their task names and scripts map onto this one; their code does not spell it out.

@@ -11,8 +11,8 @@ without one, the model is the environment's own. Observations are cut to the tas
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -28,7 +28,7 @@ def action_bounds(task: Task) -> tuple[np.ndarray, np.ndarray]:
     return _action_bounds(task.env_id, tuple(sorted(task.environment.kwargs.items())))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _action_bounds(env_id: str, kwargs: tuple) -> tuple[np.ndarray, np.ndarray]:
     env = EnvSpec(env_id, dict(kwargs)).make()
     bounds = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
@@ -140,7 +140,8 @@ class MultiAgentEnv:
         global_obs = np.asarray(global_obs, dtype=np.float64)
         if global_obs.shape != (self.task.obs_dim,) or not np.all(np.isfinite(global_obs)):
             raise ShapeError(
-                f"{self.task.name}: a global observation is {self.task.obs_dim} finite numbers, got shape {global_obs.shape}"
+                f"{self.task.name}: a global observation is {self.task.obs_dim} finite numbers, "
+                f"got shape {global_obs.shape}"
             )
         if not self.mujoco:
             self.elapsed_steps = self.env.set_state_from_observation(global_obs)

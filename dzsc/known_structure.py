@@ -88,7 +88,7 @@ class ReacherKinematics:
     target_offset: tuple[float, float]  # world target = target observation + this
 
     @classmethod
-    def from_model(cls, model: mujoco.MjModel) -> "ReacherKinematics":
+    def from_model(cls, model: mujoco.MjModel) -> ReacherKinematics:
         if model.body("body0").parentid[0] != 0:
             raise ValueError("Reacher model: body 'body0' must be a child of the world body")
         target_qadr = [int(model.joint(name).qposadr[0]) for name in ("target_x", "target_y")]

@@ -25,7 +25,8 @@ def normalized_score(body: str, episode_return):
     """100 * (R - R_random) / (R_expert - R_random); works on scalars and arrays."""
     if body not in REFERENCE_RETURNS:
         raise UnknownTaskError(
-            f"no reference returns for body {body!r}{closest(body, REFERENCE_RETURNS)}; known: {', '.join(REFERENCE_RETURNS)}"
+            f"no reference returns for body {body!r}{closest(body, REFERENCE_RETURNS)}; "
+            f"known: {', '.join(REFERENCE_RETURNS)}"
         )
     random_return, expert_return = REFERENCE_RETURNS[body]
     score = 100.0 * (np.asarray(episode_return, dtype=np.float64) - random_return) / (expert_return - random_return)

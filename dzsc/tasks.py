@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from dzsc.errors import UnknownTaskError, closest
 from dzsc.partitions import BODIES
@@ -133,10 +133,11 @@ def parse_task_name(name: str) -> dict:
         raise _unknown(f"{body_name} agent_conf", conf, list(body.agent_confs), name)
     if obsk not in body.obsk:
         raise _unknown(f"{body_name} obsk", obsk, list(body.obsk), name)
-    return dict(scenario=scenario, body=body_name, dataset=dataset, version=version, agent_conf=conf, obsk=obsk, dev=dev)
+    return dict(scenario=scenario, body=body_name, dataset=dataset, version=version, agent_conf=conf, obsk=obsk,
+                dev=dev)
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_task(name: str) -> Task:
     """Build a Task from the body's parts (for MuJoCo bodies, every index comes from the model)."""
     pieces = parse_task_name(name)

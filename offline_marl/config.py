@@ -10,9 +10,9 @@ import dataclasses
 import errno
 import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -29,8 +29,9 @@ def flag(default, help: str, choices: tuple | None = None):
 # a config has; tests/offline_marl/test_config.py checks that no numeric flag is missing). "[a, b)": a <= x < b.
 BOUNDS = {
     # counts and sizes
-    "batch_size": "[1, inf)", "max_training_step": "[1, inf)", "eval_frequency": "[1, inf)", "log_frequency": "[1, inf)",
-    "checkpoint_frequency": "[1, inf)", "max_eval_episode": "[1, inf)", "memory_len": "[0, inf)",
+    "batch_size": "[1, inf)", "max_training_step": "[1, inf)", "eval_frequency": "[1, inf)",
+    "log_frequency": "[1, inf)", "checkpoint_frequency": "[1, inf)", "max_eval_episode": "[1, inf)",
+    "memory_len": "[0, inf)",
     "history_dim": "[1, inf)", "hidden_sizes": "[1, inf)", "mixer_hidden_sizes": "[1, inf)", "seed": "[0, 4294967295]",
     "n_actions": "[1, inf)", "policy_delay": "[1, inf)", "policy_eval_start": "[0, inf)", "omar_iters": "[1, inf)",
     "omar_samples": "[1, inf)", "omar_elites": "[1, inf)", "n_epochs": "[1, inf)", "n_minibatches": "[1, inf)",
@@ -41,7 +42,8 @@ BOUNDS = {
     "discount": "[0, 1]", "gamma": "[0, 1]", "gae_lambda": "[0, 1]", "tau": "(0, 1]", "expectile": "(0, 1)",
     "omar_coe": "[0, 1]", "real_data_fraction": "[0, 1)", "validation_fraction": "(0, 1)", "min_improvement": "[0, 1)",
     # learning rates
-    "lr": "(0, 1]", "actor_lr": "(0, 1]", "critic_lr": "(0, 1]", "temperature_lr": "(0, 1]", "entropy_coef_lr": "(0, 1]",
+    "lr": "(0, 1]", "actor_lr": "(0, 1]", "critic_lr": "(0, 1]", "temperature_lr": "(0, 1]",
+    "entropy_coef_lr": "(0, 1]",
     # weights, penalties, temperatures, noise
     "alpha": "[0, inf)", "alpha_cql": "[0, inf)", "cql_target_gap": "[0, inf)", "temperature": "[0, inf)",
     "max_weight": "(0, inf)", "initial_temperature": "(0, inf)", "init_entropy_coef": "(0, inf)",
@@ -75,11 +77,13 @@ class RunConfig:
     max_training_step: int = flag(100_000, "gradient updates in total")
     eval_frequency: int = flag(5_000, "updates between evaluations in the real simulator")
     log_frequency: int = flag(1_000, "updates between metric rows (losses averaged over the window)")
-    checkpoint_frequency: int = flag(5_000, "updates between checkpoints (also written at the end and on SIGTERM/SIGUSR2)")
+    checkpoint_frequency: int = flag(5_000, "updates between checkpoints "
+                                     "(also written at the end and on SIGTERM/SIGUSR2)")
     max_eval_episode: int = flag(10, "episodes per evaluation (run in parallel, deterministic actions)")
     memory_len: int = flag(0, "K past (observation, action) pairs fed to the policy through self-attention; 0 = off")
     history_dim: int = flag(64, "width of the policies' history encoding (with --memory_len > 0)")
-    dataset_path: str | None = flag(None, "explicit dataset file (.hdf5, .pkl or minari:ID); default: the task's sources")
+    dataset_path: str | None = flag(None, "explicit dataset file (.hdf5, .pkl or minari:ID); "
+                                    "default: the task's sources")
     run_dir: str | None = flag(None, "run folder; default runs/{alg_name}/{task_name}/{run_name}/seed{seed}. "
                                "Rerunning on an existing folder resumes it")
     run_name: str | None = flag(None, "name of the run folder level above seed{N}; default: a timestamp")
@@ -104,7 +108,8 @@ class RunConfig:
                 raise ConfigError(f"--{f.name} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
 
     def to_dict(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
 
 
 def _argument(parser: argparse.ArgumentParser, f: dataclasses.Field, hint, default, choices=None) -> None:

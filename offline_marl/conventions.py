@@ -62,15 +62,22 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from dzsc.datasets.dataset import agent_views
-from dzsc.datasets.experts import EXPERT_ELBOW_SIGN, OBS_COS, OBS_SIN, OBS_TARGET, ScriptedReacherExpert, \
-    elbow_convention, wrap_angle
+from dzsc.datasets.experts import (
+    EXPERT_ELBOW_SIGN,
+    OBS_COS,
+    OBS_SIN,
+    OBS_TARGET,
+    ScriptedReacherExpert,
+    elbow_convention,
+    wrap_angle,
+)
 from dzsc.tasks import Task, get_task
 from offline_marl.config import run_cli
 from offline_marl.data import AgentSpace, device_views

@@ -27,9 +27,10 @@ class AgentSpace:
     action_mask: torch.Tensor  # [n_agents, action_dim] bool
 
     @classmethod
-    def of_task(cls, task: Task, views: dict) -> "AgentSpace":
+    def of_task(cls, task: Task, views: dict) -> AgentSpace:
         """Sizes from the task and its padded index matrices (`dzsc.datasets.dataset.agent_views`)."""
-        return cls(n_agents=task.n_agents, obs_dim=views["obs_index"].shape[1], action_dim=views["action_index"].shape[1],
+        return cls(n_agents=task.n_agents, obs_dim=views["obs_index"].shape[1],
+                   action_dim=views["action_index"].shape[1],
                    global_obs_dim=task.obs_dim, global_action_dim=task.action_dim,
                    obs_mask=views["obs_mask"], action_mask=views["action_mask"])
 

@@ -29,9 +29,9 @@ import argparse
 import csv
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -134,8 +134,9 @@ def cross_play(run_dirs: list[Path], episodes: int = 20, eval_seed: int = EVAL_S
     for run_dir, config in zip(run_dirs, configs):
         other = device_views(get_task(config["task_name"]), device)
         if not all(torch.equal(views[key], other[key]) for key in views):
-            raise ConfigError(f"{run_dir} was trained on {config['task_name']}, whose agents observe or act differently "
-                              f"from {task.name}'s; cross-play needs one agent split (body, agent_conf, obsk)")
+            raise ConfigError(f"{run_dir} was trained on {config['task_name']}, whose agents observe or act "
+                              f"differently from {task.name}'s; cross-play needs one agent split "
+                              "(body, agent_conf, obsk)")
     space = AgentSpace.of_task(task, views)
     runs = [load_run(run_dir, space, device) for run_dir in run_dirs]
     memory_len = max(run.memory_len for run in runs)

@@ -6,8 +6,8 @@ torch tensors (the layout of `offline_marl.nn`); scores are D4RL-normalised x100
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

@@ -29,16 +29,16 @@ Ant the termination is the healthy-range test of s'. The penalties still measure
 A start state's rollout ends at a predicted termination (that step is a valid, terminal transition) or
 before a transition the elites disagree on too much: that transition is dropped (`valid` False) and the
 step before it is marked `cut`, a truncation the caller bootstraps from the value of the state that step
-reached, a state produced by a transition the model was sure of. Every later step is invalid. `fit_world_model` stores quantiles of u_s on the held-out data in
-the model's metrics (`holdout_uncertainty_quantiles`) to help choose `cut_threshold`; `uncertainty()`
-measures it on any batch.
+reached, a state produced by a transition the model was sure of. Every later step is invalid.
+`fit_world_model` stores quantiles of u_s on the held-out data in the model's metrics
+(`holdout_uncertainty_quantiles`) to help choose `cut_threshold`; `uncertainty()` measures it on any batch.
 """
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -62,7 +62,8 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def normal_log_density(z: torch.Tensor, log_std: torch.Tensor | float) -> torch.Tensor:
-    """Elementwise log N(x; mu, sigma^2) from z = (x - mu) / sigma and log sigma: -z^2 / 2 - log sigma - log(2 pi) / 2."""
+    """Elementwise log N(x; mu, sigma^2) from z = (x - mu) / sigma and log sigma:
+    -z^2 / 2 - log sigma - log(2 pi) / 2."""
     return -0.5 * z ** 2 - log_std - HALF_LOG_2PI
 
 

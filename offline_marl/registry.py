@@ -15,8 +15,8 @@ a policy loader is `load_policy(checkpoint, space, device) -> module with act(ag
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -30,8 +30,12 @@ from offline_marl.algos.itd3_bc import ITD3BC, ITD3BCConfig
 from offline_marl.algos.ma_iql import MAIQL, MAIQLConfig
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
 from offline_marl.algos.model_augmented import PREFIX as MODEL_AUGMENTED_PREFIX
-from offline_marl.algos.model_augmented import (ModelAugmentedLearner, ModelBasedIQLConfig, ModelBasedITD3BCConfig,
-                                                ModelBasedMAIQLConfig)
+from offline_marl.algos.model_augmented import (
+    ModelAugmentedLearner,
+    ModelBasedIQLConfig,
+    ModelBasedITD3BCConfig,
+    ModelBasedMAIQLConfig,
+)
 from offline_marl.algos.moma_ppo import MOMAPPO, MOMAPPOConfig
 from offline_marl.algos.omar import OMAR, OMARConfig
 from offline_marl.algos.online_mappo import OnlineMAPPO, OnlineMAPPOConfig

@@ -27,10 +27,10 @@ import platform
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import imageio
 import numpy as np
@@ -39,8 +39,8 @@ import yaml
 from tqdm import tqdm
 
 from dzsc.datasets import load_dataset
-from dzsc.files import remove_stale_temporaries, write_atomically
 from dzsc.datasets.dataset import OfflineDataset
+from dzsc.files import remove_stale_temporaries, write_atomically
 from dzsc.tasks import Task, get_task
 from offline_marl.config import RunConfig, read_yaml_mapping
 from offline_marl.data import AgentSpace, DeviceDataset, device_views
@@ -347,7 +347,7 @@ class RunContext:
 
     @classmethod
     def of(cls, task: Task, device: torch.device, dataset: OfflineDataset | None = None, memory_len: int = 0,
-           reward_scale: float = 1.0) -> "RunContext":
+           reward_scale: float = 1.0) -> RunContext:
         views = device_views(task, device)
         data = DeviceDataset(dataset, device, memory_len, reward_scale) if dataset is not None else None
         return cls(task, views, AgentSpace.of_task(task, views), device, dataset, data)
@@ -508,5 +508,6 @@ def train(config: RunConfig, build_algorithm: Callable[[RunConfig, RunContext], 
     tracker.finish(summary)
     if summary["final_normalized_score"] is not None:
         print(f"{config.alg_name} on {config.task_name}: final normalised score "
-              f"{summary['final_normalized_score']:.1f}, best {summary['best_normalized_score']:.1f}; run folder {run_dir}")
+              f"{summary['final_normalized_score']:.1f}, best {summary['best_normalized_score']:.1f}; "
+              f"run folder {run_dir}")
     return summary

@@ -492,7 +492,8 @@ def run_local(jobs: list[JobSpec], n_parallel: int, threads: int) -> int:
         signal.signal(signal.SIGTERM, previous)
     pool.shutdown(wait=True)
     print(f"{len(jobs) - len(failures)} of {len(jobs)} jobs finished" +
-          (f"; failed or interrupted: {', '.join(spec.label for spec in failures)} (rerun to resume)" if failures else ""))
+          (f"; failed or interrupted: {', '.join(spec.label for spec in failures)} (rerun to resume)"
+           if failures else ""))
     return 1 if failures else 0
 
 
@@ -626,7 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="override the file's seeds")
     slurm = add_cluster_flags(parser, "file")
     slurm.add_argument("--submitit_dir", default=None,
-                       help="submitit's folder (default RUNS_DIR/_submitit/{name}-{timestamp}; a fresh one per submission)")
+                       help="submitit's folder (default RUNS_DIR/_submitit/{name}-{timestamp}; "
+                            "a fresh one per submission)")
     slurm.add_argument("--wait", action="store_true", help="wait for the jobs and report each result")
     return parser
 

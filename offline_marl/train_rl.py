@@ -144,7 +144,8 @@ def collect_dataset(algorithm: OnlineMAPPO, config: OnlineMAPPOConfig, run_dir: 
     save_hdf5(path, arrays, metadata, overwrite=config.overwrite)
     starts = np.concatenate([[0], np.flatnonzero(arrays["terminals"] | arrays["timeouts"])[:-1] + 1])
     returns = np.add.reduceat(arrays["rewards"].astype(np.float64), starts)
-    print(f"wrote {len(arrays['rewards'])} transitions of {scenario} to {path} (mean episode return {returns.mean():.2f})")
+    print(f"wrote {len(arrays['rewards'])} transitions of {scenario} to {path} "
+          f"(mean episode return {returns.mean():.2f})")
     return {"scenario": scenario, "path": str(path), **convention}
 
 

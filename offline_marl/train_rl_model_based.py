@@ -1,7 +1,8 @@
 """Train MOMA-PPO (`offline_marl.algos.moma_ppo`: multi-agent PPO inside a world model learned from a fixed dataset).
 
     python offline_marl/train_rl_model_based.py --task_name reacher-expert-mix-gen_2x1first_0
-    python offline_marl/train_rl_model_based.py --task_name TASK --world_model runs/world_models/SCENARIO/seed0/world_model.pt
+    python offline_marl/train_rl_model_based.py --task_name TASK \\
+        --world_model runs/world_models/SCENARIO/seed0/world_model.pt
     python -m offline_marl.train_rl_model_based --help
 """
 from __future__ import annotations

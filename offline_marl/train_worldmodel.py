@@ -28,8 +28,14 @@ from dzsc.tasks import get_task
 from offline_marl.config import parse_config, run_cli
 from offline_marl.errors import ConfigError
 from offline_marl.runner import read_run_config, resolve_device, train
-from offline_marl.world_model import (DEFAULT_FILENAME, CorruptWorldModelError, EnsembleWorldModel,
-                                      dataset_fingerprint, default_world_model_path, split_hub_id)
+from offline_marl.world_model import (
+    DEFAULT_FILENAME,
+    CorruptWorldModelError,
+    EnsembleWorldModel,
+    dataset_fingerprint,
+    default_world_model_path,
+    split_hub_id,
+)
 from offline_marl.world_model_training import WorldModelConfig, WorldModelTrainer, changed_settings, reusable
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "wandb_run_id", "checkpoints/last.pt")

@@ -42,8 +42,8 @@ from torch.nn import functional as F
 from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.transitions import TRANSITION_KEYS
 from dzsc.errors import DzscError
-from dzsc.tasks import Task
 from dzsc.files import write_atomically
+from dzsc.tasks import Task
 from offline_marl.errors import ConfigError
 from offline_marl.nn import BatchedMLP
 
@@ -236,7 +236,7 @@ class EnsembleWorldModel(nn.Module):
 
     @classmethod
     def load(cls, path_or_hub_id: str | os.PathLike, device: str | torch.device = "cpu",
-             task: Task | None = None) -> "EnsembleWorldModel":
+             task: Task | None = None) -> EnsembleWorldModel:
         """A local file, a folder holding world_model.pt, or a Hub repo id `owner/name[:path/in/repo.pt]`
         (through the Hugging Face cache; cache only with HF_HUB_OFFLINE=1). With `task`, the model's
         dimensions and body are checked against it."""

@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,8 +40,13 @@ from dzsc.datasets.dataset import OfflineDataset
 from dzsc.files import write_atomically
 from offline_marl.config import RunConfig, flag
 from offline_marl.errors import ConfigError
-from offline_marl.world_model import (DEFAULT_FILENAME, HOLDOUT_CHUNK, UNCERTAINTY_QUANTILES, EnsembleWorldModel,
-                                      dataset_fingerprint)
+from offline_marl.world_model import (
+    DEFAULT_FILENAME,
+    HOLDOUT_CHUNK,
+    UNCERTAINTY_QUANTILES,
+    EnsembleWorldModel,
+    dataset_fingerprint,
+)
 
 
 @dataclass
@@ -213,7 +218,7 @@ class WorldModelTrainer(nn.Module):
         self.epochs += 1
         mse = holdout_metrics(self.model, self.x[validation], self.y[validation], self.terminals[validation])["mse"]
         improved = mse < self.best_mse * (1.0 - config.min_improvement)
-        for (name, value), best in zip(self.model.named_parameters(), self._best().values()):
+        for (_name, value), best in zip(self.model.named_parameters(), self._best().values()):
             best[improved] = value.detach()[improved]
         self.best_mse.copy_(torch.where(improved, mse, self.best_mse))
         n_improved = int(improved.sum())
@@ -263,8 +268,8 @@ class WorldModelTrainer(nn.Module):
         metrics = {
             "epochs": int(self.epochs), "steps": int(self.steps), "stopped": self.stopped,
             "n_train": len(self.train_indices), "n_validation": len(validation), "elites": elites,
-            "members": [{"member": k, "holdout_mse": float(final["mse"][k]), "holdout_obs_mse": float(final["obs_mse"][k]),
-                         "holdout_nll": float(final["nll"][k]),
+            "members": [{"member": k, "holdout_mse": float(final["mse"][k]),
+                         "holdout_obs_mse": float(final["obs_mse"][k]), "holdout_nll": float(final["nll"][k]),
                          "holdout_termination_accuracy": float(final["termination_accuracy"][k]), "elite": k in elites}
                         for k in range(config.ensemble_size)],
             "holdout_obs_mse_no_change": float(no_change),

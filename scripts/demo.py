@@ -77,7 +77,7 @@ def set_aside_stale_outputs(out: Path, world_model_path: Path, data, config: Wor
         reason = str(error)
     if reason is None:
         return
-    previous = out / f"previous-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}"
+    previous = out / f"previous-{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}"
     previous.mkdir(parents=True)
     for name in ("world_model", "moma-ppo"):
         if (out / name).exists():
@@ -90,8 +90,8 @@ def plot_dataset(data, out: Path) -> None:
     scores = data.normalized_scores()
     conventions = elbow_convention(data.next_observations[data.episode_ends])
     print(f"dataset {TASK}: {len(data)} transitions, {data.n_episodes} episodes; episode normalised score "
-          f"{scores.mean():.1f} +- {scores.std():.1f}; elbow conventions {np.mean(conventions > 0):.0%} counter-clockwise, "
-          f"{np.mean(conventions < 0):.0%} clockwise")
+          f"{scores.mean():.1f} +- {scores.std():.1f}; elbow conventions "
+          f"{np.mean(conventions > 0):.0%} counter-clockwise, {np.mean(conventions < 0):.0%} clockwise")
     figure, axis = plt.subplots(figsize=(6, 3.5))
     for sign, label in ((1, "counter-clockwise elbow (C)"), (-1, "clockwise elbow (D)")):
         axis.hist(scores[conventions == sign], bins=40, alpha=0.6, label=label)
@@ -151,7 +151,8 @@ def main() -> None:
     print(f"[{time.perf_counter() - start:.0f} s] done")
     print(f"plots:  {os.path.abspath(plots)} (learning_curve.png, dataset_scores.png)")
     if videos:
-        print(f"video of the trained agents: {os.path.abspath(videos[-1])} (frames: {os.path.abspath(videos[-1].with_suffix('.png'))})")
+        print(f"video of the trained agents: {os.path.abspath(videos[-1])} "
+              f"(frames: {os.path.abspath(videos[-1].with_suffix('.png'))})")
     print(f"conventions (50 episodes): agreement {conventions['agreement']:.2f} (majority {conventions['majority']}), "
           f"consistency {conventions['consistency']:.2f}")
     print(f"final normalized score: {summary['final_normalized_score']:.1f} (run folder: {os.path.abspath(run_dir)})")

@@ -1,5 +1,5 @@
-"""`python scripts/reproduce.py ...`: the paper's coordination findings, end to end; the code and its documentation are in `offline_marl/reproduce.py`
-(also `python -m offline_marl.reproduce`)."""
+"""`python scripts/reproduce.py ...`: the paper's coordination findings, end to end; the code and its documentation
+are in `offline_marl/reproduce.py` (also `python -m offline_marl.reproduce`)."""
 import sys
 
 from offline_marl.reproduce import main

@@ -21,8 +21,8 @@ from dzsc.datasets.transitions import TRANSITION_KEYS, validate_transitions
 from dzsc.envs import action_bounds
 from dzsc.errors import CorruptDatasetError, EnvironmentMismatchError, ShapeError
 from dzsc.partitions import BODIES
-from dzsc.scores import normalized_score
 from dzsc.partitions.layout import EnvSpec
+from dzsc.scores import normalized_score
 from dzsc.tasks import DEV_SIZE, Task, get_task
 
 
@@ -128,7 +128,7 @@ class OfflineDataset:
         self.episode_start_of = self.episode_starts[self.episode_id]
 
     @classmethod
-    def from_arrays(cls, task: Task | str, arrays: dict, info: dict | None = None) -> "OfflineDataset":
+    def from_arrays(cls, task: Task | str, arrays: dict, info: dict | None = None) -> OfflineDataset:
         task = get_task(task) if isinstance(task, str) else task
         if task.dev:
             arrays = {key: value[:DEV_SIZE] for key, value in arrays.items()}
@@ -155,7 +155,8 @@ class OfflineDataset:
         returns = self.episode_returns()
         spread = returns.max() - returns.min()
         if spread <= 0:
-            raise ShapeError(f"{self.task.name}: every episode has the same return {returns[0]}; reward scaling is undefined")
+            raise ShapeError(f"{self.task.name}: every episode has the same return {returns[0]}; "
+                             "reward scaling is undefined")
         return float(1000.0 / spread)
 
     # ----- sampling ---------------------------------------------------------------------------

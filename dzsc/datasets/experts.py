@@ -58,8 +58,13 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from dzsc.known_structure import (REACHER_OBS_COS, REACHER_OBS_QVEL, REACHER_OBS_SIN, REACHER_OBS_TARGET,
-                                  ReacherKinematics)
+from dzsc.known_structure import (
+    REACHER_OBS_COS,
+    REACHER_OBS_QVEL,
+    REACHER_OBS_SIN,
+    REACHER_OBS_TARGET,
+    ReacherKinematics,
+)
 from dzsc.scores import normalized_score
 
 # Reacher-v5 observation indices (one home: dzsc.known_structure)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import version
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -77,7 +77,8 @@ def collect(body: str, policy: Policy, size: int, seed: int, n_envs: int = 16,
                 episode["qpos"].append(env.data.qpos.copy())
                 episode["qvel"].append(env.data.qvel.copy())
             next_obs, reward, terminated, truncated, _ = env.step_global(action)
-            for key, value in zip(TRANSITION_KEYS, (observations[k].copy(), action, reward, terminated, truncated, next_obs)):
+            for key, value in zip(TRANSITION_KEYS,
+                                  (observations[k].copy(), action, reward, terminated, truncated, next_obs)):
                 episode[key].append(value)
             observations[k] = next_obs
             if terminated or truncated:
@@ -167,7 +168,8 @@ def generate(scenario: str, size: int, seed: int, n_envs: int = 16, progress: bo
                                f"{LEARNED[scenario]}")
     else:
         raise UnknownTaskError(
-            f"cannot generate scenario {scenario!r}{closest(scenario, GENERATABLE)}; generatable: {', '.join(GENERATABLE)}. "
+            f"cannot generate scenario {scenario!r}{closest(scenario, GENERATABLE)}; "
+            f"generatable: {', '.join(GENERATABLE)}. "
             f"Learned data ({', '.join(LEARNED)}) comes from an online expert (offline_marl/train_rl.py)."
         )
     metadata = {"scenario": scenario, "generator": generator, "seed": seed, "size": size, "n_envs": n_envs,

@@ -40,7 +40,8 @@ def _package_version() -> str:
 
 
 def _encode_metadata(metadata: dict) -> dict:
-    """HDF5 attributes for JSON-able metadata (numpy scalars allowed): str, bool, int, float as such, the rest as JSON."""
+    """HDF5 attributes for JSON-able metadata (numpy scalars allowed): str, bool, int, float as such,
+    the rest as JSON."""
     attrs, json_keys = {}, []
     for key, value in metadata.items():
         if isinstance(value, np.generic):
@@ -85,11 +86,12 @@ def save_hdf5(path: str | os.PathLike, arrays: dict, metadata: dict | None = Non
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass overwrite=True (--overwrite on the command line) to replace it, or delete it first")
+        raise OutputExistsError(f"{path} already exists; pass overwrite=True (--overwrite on the command line) "
+                                "to replace it, or delete it first")
     data = validate_transitions(arrays, None, None, source=f"arrays to save to {path}")
     states = validate_states(arrays, len(data["rewards"]), source=f"arrays to save to {path}")
     metadata = {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "package_version": _package_version(),
         **(metadata or {}),
     }

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from dzsc.datasets.reacher_pickle import REACHER_PICKLES, REACHER_REPO_ID, load_reacher_pickle
 from dzsc.errors import DatasetNotFoundError, DownloadError, UploadError
 
@@ -181,7 +180,8 @@ def main(argv=None) -> int:
         if args.command == "push":
             print(f"uploaded {args.scenario}: {push_dataset(args.scenario, args.repo_id)}")
         else:
-            print(f"{args.repo_id}:{args.scenario}.hdf5 -> {pull_dataset(args.repo_id, args.scenario, overwrite=args.overwrite)}")
+            print(f"{args.repo_id}:{args.scenario}.hdf5 -> "
+                  f"{pull_dataset(args.repo_id, args.scenario, overwrite=args.overwrite)}")
     except DzscError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from dzsc.datasets.d4rl import D4RL_BODIES, D4RL_DATASETS, D4RL_URLS, d4rl_cached_path, download, verify_cached
 from dzsc.datasets.hdf5 import load_hdf5
-from dzsc.datasets.reacher_pickle import REACHER_PICKLES, REACHER_REPO_ID, load_reacher_pickle
 from dzsc.datasets.minari_source import load_minari
+from dzsc.datasets.reacher_pickle import REACHER_PICKLES, REACHER_REPO_ID, load_reacher_pickle
 from dzsc.datasets.transitions import validate_transitions
 from dzsc.errors import DatasetNotFoundError, DownloadError
 
@@ -23,7 +23,8 @@ _ONLINE_EXPERT = {body: f"python -m offline_marl.train_rl --task_name {body}-exp
                          f"--save_replay {body}-full-replay-gen --collect_size {GENERATE_SIZE}"
                   for body, split in (("halfcheetah", "1x6"), ("hopper", "1x3"), ("walker2d", "1x6"))}
 _ONLINE_EXPERT["ant"] = "python -m offline_marl.train_rl --config configs/ant_expert.yaml"
-LEARNED = {f"{body}-{kind}-gen": command for body, command in _ONLINE_EXPERT.items() for kind in ("full-replay", "expert")}
+LEARNED = {f"{body}-{kind}-gen": command
+           for body, command in _ONLINE_EXPERT.items() for kind in ("full-replay", "expert")}
 MINARI_PREFIX = "minari:"
 
 

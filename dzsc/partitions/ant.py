@@ -1,7 +1,12 @@
 """Ant split by legs. The model's actuator order is hip_4, ankle_4, hip_1, ... (not the
 observation order); indices come from the model, so an agent always drives the leg it observes."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, AgentLayout, MujocoBody, locomotion_environments, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS,
+    AgentLayout,
+    MujocoBody,
+    locomotion_environments,
+    locomotion_obsk,
+    locomotion_parts,
     tracking_camera,
 )
 

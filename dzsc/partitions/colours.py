@@ -10,7 +10,7 @@ the world, Reacher's target) keep the model's colours.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import mujoco
 import numpy as np

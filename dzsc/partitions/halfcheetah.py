@@ -1,6 +1,11 @@
 """HalfCheetah split into legs (2x3) or single joints (6x1)."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, AgentLayout, MujocoBody, locomotion_environments, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS,
+    AgentLayout,
+    MujocoBody,
+    locomotion_environments,
+    locomotion_obsk,
+    locomotion_parts,
     tracking_camera,
 )
 

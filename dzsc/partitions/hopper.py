@@ -1,6 +1,11 @@
 """Hopper split into thigh, leg and foot (3x1)."""
 from dzsc.partitions.layout import (
-    LOCOMOTION_DATASETS, AgentLayout, MujocoBody, locomotion_environments, locomotion_obsk, locomotion_parts,
+    LOCOMOTION_DATASETS,
+    AgentLayout,
+    MujocoBody,
+    locomotion_environments,
+    locomotion_obsk,
+    locomotion_parts,
     tracking_camera,
 )
 

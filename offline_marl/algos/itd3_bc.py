@@ -26,8 +26,8 @@ Without that call the statistics are the identity (mean 0, std 1).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -185,7 +185,8 @@ class ITD3BC(DelayedActorState, nn.Module):
         self._last_actor = {"actor_loss": torch.zeros((), device=device), "lambda": torch.zeros((), device=device)}
 
     def set_observation_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Per-agent observation mean / std, padded `[n_agents, obs_dim]` (see `DeviceDataset.observation_statistics`)."""
+        """Per-agent observation mean / std, padded `[n_agents, obs_dim]`
+        (see `DeviceDataset.observation_statistics`)."""
         self.normalizer.set_statistics(mean, std)
 
     def update(self, batch: Batch) -> dict:

@@ -56,7 +56,6 @@ from offline_marl.config import flag
 from offline_marl.data import AgentSpace, Batch
 from offline_marl.nn import BatchedMLP, QEnsemble, TanhGaussianPolicy, ValueNet
 
-
 MIXERS = ("monotonic", "authors")
 
 

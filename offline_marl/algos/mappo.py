@@ -157,7 +157,8 @@ class RunningMoments(nn.Module):
         batch_var, batch_mean = torch.var_mean(x, dim=0, correction=0)
         total = self.count + count
         delta = batch_mean - self.mean
-        self.var.copy_((self.var * self.count + batch_var * count + delta.square() * self.count * count / total) / total)
+        self.var.copy_((self.var * self.count + batch_var * count
+                        + delta.square() * self.count * count / total) / total)
         self.mean.add_(delta * count / total)
         self.count.copy_(total)
 

@@ -68,7 +68,8 @@ class MOMAPPOConfig(MAPPOConfig, ModelRolloutConfig):
                              "nothing outside it) or the action space's [-1, 1] (full)", ACTION_RANGES)
     start_states: str = flag("episode_starts", "where rollouts start: the first states of the dataset's episodes "
                              "(episode_starts: for episodes one rollout covers, e.g. reacher's 50 steps) or dataset "
-                             "states drawn uniformly (uniform: for long episodes, e.g. locomotion's 1000)", START_STATES)
+                             "states drawn uniformly (uniform: for long episodes, e.g. locomotion's 1000)",
+                             START_STATES)
 
     def validate(self) -> None:
         super().validate()
@@ -128,7 +129,8 @@ class MOMAPPO(MAPPO):
     def narrow_actions_to(self, data: DeviceDataset) -> None:
         """Clip executed actions to each dimension's range in the dataset (`--action_range dataset`)."""
         actions = data.arrays["actions"]
-        for bound, values in ((self.actor.action_low, actions.min(0).values), (self.actor.action_high, actions.max(0).values)):
+        for bound, values in ((self.actor.action_low, actions.min(0).values),
+                              (self.actor.action_high, actions.max(0).values)):
             per_agent = gather_agents(values.float(), self.views["action_index"], self.views["action_mask"])  # [n, A]
             bound.copy_(torch.where(self.actor.action_mask.bool(), per_agent[:, None, :], bound))
 

@@ -12,8 +12,8 @@ import torch
 
 from dzsc.datasets.transitions import TRANSITION_KEYS, concatenate_episodes
 from dzsc.envs import MultiAgentEnv
-from dzsc.tasks import Task
 from dzsc.files import write_atomically
+from dzsc.tasks import Task
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig, PPORollout, rollout_history
 from offline_marl.config import flag
 from offline_marl.data import AgentSpace, agent_history, empty_history, extend_history, merge_agents, split_agents
@@ -176,7 +176,8 @@ class OnlineMAPPO(MAPPO):
 
     def env_actions(self, actions: torch.Tensor) -> np.ndarray:
         """Agents' actions [n, E, act] -> the simulators' global actions [E, action_dim], clipped to [-1, 1]."""
-        return merge_agents(self.actor.clip_actions(actions), self.views, self.task.action_dim).cpu().numpy().astype(np.float64)
+        return merge_agents(self.actor.clip_actions(actions), self.views,
+                            self.task.action_dim).cpu().numpy().astype(np.float64)
 
     def collect_rollout(self, generator: torch.Generator) -> tuple[PPORollout, list[float]]:
         """`rollout_len` lockstep steps of the `n_envs` simulators -> (rollout for `update`, finished returns)."""

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dzsc.datasets import OfflineDataset, load_dataset
-from dzsc.datasets.generate import generate, main as generate_main
+from dzsc.datasets.generate import generate
+from dzsc.datasets.generate import main as generate_main
 from dzsc.envs import MultiAgentEnv
 from dzsc.errors import ShapeError
 from dzsc.games import COORDINATION_ENV_ID, HORIZON

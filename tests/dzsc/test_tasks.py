@@ -30,7 +30,8 @@ def test_registry_lists_every_combination_of_the_spec():
         names = [n for n in ALL if n.startswith(body + "-")]
         assert {parse_task_name(n)["agent_conf"] for n in names} == confs
         assert {parse_task_name(n)["obsk"] for n in names} == EXPECTED_OBSK[body]
-        assert len(names) == len(confs) * len(EXPECTED_OBSK[body]) * len(BODIES[body].datasets) * len(BODIES[body].versions)
+        assert len(names) == (len(confs) * len(EXPECTED_OBSK[body]) * len(BODIES[body].datasets)
+                              * len(BODIES[body].versions))
     assert set(task_names()) == set(ALL) | {n + "_DEV" for n in ALL}
     for name in ("reacher-expert-mix-gen_2x1first_0", "ant-full-replay-v2_t4x2_0", "halfcheetah-medium-v2_2x3_0t_DEV",
                  "walker2d-medium-v2_2x3_0", "hopper-medium-v2_3x1_full", "hopper-random-gen_3x1_0t"):

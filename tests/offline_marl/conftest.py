@@ -39,8 +39,9 @@ def make_train_args(alg_name: str, dataset_path: str, run_dir, steps: int, task:
                     **extra) -> list[str]:
     """Command-line flags for a short, CPU-only training run that evaluates only at the end."""
     args = ["--alg_name", alg_name, "--task_name", task, "--dataset_path", dataset_path, "--run_dir", str(run_dir),
-            "--max_training_step", str(steps), "--eval_frequency", str(steps), "--log_frequency", str(max(1, steps // 4)),
-            "--checkpoint_frequency", str(steps), "--max_eval_episode", "10", "--device", "cpu"]
+            "--max_training_step", str(steps), "--eval_frequency", str(steps),
+            "--log_frequency", str(max(1, steps // 4)), "--checkpoint_frequency", str(steps),
+            "--max_eval_episode", "10", "--device", "cpu"]
     for key, value in extra.items():
         args += [f"--{key}", str(value)]
     return args

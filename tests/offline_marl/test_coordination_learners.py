@@ -1,24 +1,26 @@
 """The offline coordination problem (MOMA-PPO paper, Barde et al. 2024) on the iterated coordination game.
 
 Independent learners trained on `coordination-expert-mix-v0` (half the episodes from a team that
-plays 0, half from one that plays 1, each agent slipping to the other action 10 % of the time) each fit their own half of the data: at the
-first step their action sits near 0 (the average of the two conventions) and its sign, which is
-the choice, is an accident of the seed and the data, so on a good fraction of seeds the two agents
-pick different conventions. The same learner with the same budget on one convention's data
-agrees on every seed. Evaluation is deterministic in a deterministic game, so one run = one trial.
+plays 0, half from one that plays 1, each agent slipping to the other action 10 % of the time) each
+fit their own half of the data: at the first step their action sits near 0 (the average of the two
+conventions) and its sign, which is the choice, is an accident of the seed and the data, so on a
+good fraction of seeds the two agents pick different conventions. The same learner with the same
+budget on one convention's data agrees on every seed. Evaluation is deterministic in a deterministic
+game, so one run = one trial.
 
 Measured (ITD3+BC, 32x32 networks, batch 128, 300 updates, each seed with its own 2000-transition
 dataset of the same seed, CPU): seeds 0-7 score 100, 100, 100, -60, 100, 100, 80, 100 (2 of 8 teams
-miscoordinate, mean 77.5). On one convention's data: 100 on seeds 0 and 1. The assertion asks only for one miscoordinating team among 8
-seeds: if the choice at the first step were a fair coin per seed, it would fail with probability
-(1/2)^8 < 0.4 %, so it survives changes to the learners that keep the failure mode.
+miscoordinate, mean 77.5). On one convention's data: 100 on seeds 0 and 1. The assertion asks only
+for one miscoordinating team among 8 seeds: if the choice at the first step were a fair coin per
+seed, it would fail with probability (1/2)^8 < 0.4 %, so it survives changes to the learners that
+keep the failure mode.
 """
 import numpy as np
 import pytest
 
+from dzsc.datasets import load_dataset
 from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import save_hdf5
-from dzsc.datasets import load_dataset
 from offline_marl import train_rl_model_based
 from offline_marl.evaluate_ad_hoc_teamplay import cross_play
 from offline_marl.train_agents import main

@@ -13,8 +13,8 @@ from offline_marl import evaluate_ad_hoc_teamplay as teamplay
 from offline_marl import registry
 from offline_marl.data import AgentSpace
 from offline_marl.errors import ConfigError
-from offline_marl.runner import load_checkpoint
 from offline_marl.evaluation import evaluate
+from offline_marl.runner import load_checkpoint
 from offline_marl.train_agents import main as train
 
 TASK = "reacher-expert-C-gen_2x1_0"

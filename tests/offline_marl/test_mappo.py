@@ -13,11 +13,11 @@ from dzsc.datasets import load_dataset
 from dzsc.datasets.dataset import agent_views
 from dzsc.errors import OutputExistsError
 from dzsc.tasks import get_task
+from offline_marl.algos import online_mappo
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig, PPORollout, gae, rollout_history
 from offline_marl.data import AgentSpace, merge_agents
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
-from offline_marl.algos import online_mappo
 from offline_marl.runner import RunContext
 from offline_marl.train_rl import main
 
@@ -42,7 +42,8 @@ def test_gae_by_hand_with_terminated_truncated_and_invalid_steps():
     valid = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 1, 0], [1, 1, 0]], dtype=torch.bool)
     advantages, returns = gae(rewards, values, next_values, terminated, ends, valid, 0.5, 0.5)
     # column 0: deltas (0, 1, 1, 1 + 0.5 * 2); A3 = 2, A2 = 1 + 0.25 * 2, A1 = 1 + 0.25 * 1.5, A0 = 0 + 0.25 * 1.375
-    # column 1: terminated at t=1 -> no bootstrap of V' = 4 and no recursion across it: A1 = 1, A0 = 1.25; A3 = 1, A2 = 1.25
+    # column 1: terminated at t=1 -> no bootstrap of V' = 4 and no recursion across it:
+    #   A1 = 1, A0 = 1.25; A3 = 1, A2 = 1.25
     # column 2: truncated at t=1 -> bootstrap: A1 = 1 + 0.5 * 4 = 3, A0 = 1 + 0.25 * 3; invalid steps -> 0
     expected = torch.tensor([[0.34375, 1.25, 1.75], [1.375, 1.0, 3.0], [1.5, 1.25, 0.0], [2.0, 1.0, 0.0]])
     torch.testing.assert_close(advantages, expected)

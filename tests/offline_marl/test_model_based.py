@@ -13,13 +13,13 @@ from dzsc.datasets.generate import generate
 from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.tasks import get_task
 from offline_marl import train_model_based_agent, train_rl_model_based
-from offline_marl.algos.moma_ppo import MOMAPPO, MOMAPPOConfig
 from offline_marl.algos.mappo import MAPPO, MAPPOConfig
+from offline_marl.algos.moma_ppo import MOMAPPO, MOMAPPOConfig
 from offline_marl.data import AgentSpace, DeviceDataset
-from offline_marl.model_env import ModelEnv
-from offline_marl.runner import load_checkpoint
 from offline_marl.errors import ConfigError
 from offline_marl.evaluation import evaluate
+from offline_marl.model_env import ModelEnv
+from offline_marl.runner import load_checkpoint
 from offline_marl.world_model import EnsembleWorldModel, WorldModelNotFoundError
 from offline_marl.world_model_training import WorldModelConfig, fit_world_model
 

@@ -192,8 +192,8 @@ def test_rollout_carries_history_windows(model, batch):
 
     out = ModelEnv(model).rollout(remembering, obs, T, generator(7), start_history=start)
     # step t acts on the start window shifted by t, the rollout's own (obs, action) pairs appended
-    own = {"observations": out["observations"].float().transpose(0, 1), "actions": out["actions"].float().transpose(0, 1),
-           "mask": torch.ones(3, T, dtype=torch.bool)}
+    own = {"observations": out["observations"].float().transpose(0, 1),
+           "actions": out["actions"].float().transpose(0, 1), "mask": torch.ones(3, T, dtype=torch.bool)}
     for t in range(T):
         for key in ("observations", "actions", "mask"):
             expected = torch.cat([start[key], own[key]], dim=1)[:, t:t + K]
@@ -290,7 +290,8 @@ def test_perfect_wm_starts_from_stored_states_and_steps_on_from_there(tmp_path, 
     out = simulator.rollout(replaying(dataset, starts), torch.as_tensor(dataset.observations[starts]), horizon,
                             start_indices=torch.as_tensor(starts))
     for t in range(horizon):  # the dataset's own transitions, step after step (every start's episode is longer)
-        np.testing.assert_allclose(out["next_observations"][t].numpy(), dataset.next_observations[starts + t], atol=1e-5)
+        np.testing.assert_allclose(out["next_observations"][t].numpy(), dataset.next_observations[starts + t],
+                                   atol=1e-5)
         np.testing.assert_allclose(out["rewards"][t].numpy(), dataset.rewards[starts + t], atol=1e-5)
 
 

@@ -96,8 +96,8 @@ def bound_batch(n_agents: int, size: int = 32) -> Batch:
                  agent_next_observations=torch.randn(n_agents, size, OBS, generator=generator),
                  agent_actions=actions, observations=torch.randn(size, 6, generator=generator),
                  next_observations=torch.randn(size, 6, generator=generator),
-                 actions=actions.swapaxes(0, 1).reshape(size, -1)[:, :5], rewards=torch.randn(size, generator=generator),
-                 terminals=torch.zeros(size, dtype=torch.bool))
+                 actions=actions.swapaxes(0, 1).reshape(size, -1)[:, :5],
+                 rewards=torch.randn(size, generator=generator), terminals=torch.zeros(size, dtype=torch.bool))
 
 
 @pytest.mark.slow

@@ -81,7 +81,7 @@ def test_tiny_reproduction_writes_table_conventions_crossplay_and_videos(reprodu
         assert crossplay["self_play_mean"] == pytest.approx(float(rows[alg, FIRST]["self_play"]))
     assert not (out / "crossplay" / COORDINATION).exists()
 
-    for (alg, task), row in rows.items():
+    for alg, task in rows:
         videos = sorted((out / "videos" / task).glob(f"{alg}-*.mp4"))
         scores = {seed: json.loads((out / "runs" / alg / task / "default" / f"seed{seed}" / "summary.json")
                                    .read_text())["final_normalized_score"] for seed in (0, 1)}

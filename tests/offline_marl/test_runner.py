@@ -15,8 +15,13 @@ import yaml
 from offline_marl import registry
 from offline_marl.algos.bc import BC
 from offline_marl.conventions import analyse_run
-from offline_marl.errors import (CheckpointError, ConfigError, RunDirConflictError, TrainingDivergedError,
-                                 UnknownAlgorithmError)
+from offline_marl.errors import (
+    CheckpointError,
+    ConfigError,
+    RunDirConflictError,
+    TrainingDivergedError,
+    UnknownAlgorithmError,
+)
 from offline_marl.evaluate_ad_hoc_teamplay import cross_play
 from offline_marl.runner import load_checkpoint
 from offline_marl.train_agents import main
@@ -152,7 +157,8 @@ def test_yaml_config_sets_defaults_and_flags_override(reacher_c_path, train_args
     config_file = tmp_path / "bc.yaml"
     config_file.write_text("batch_size: 16\nhidden_sizes: [16, 16]\nseed: 5\n")
     run_dir = tmp_path / "r"
-    main(["--config", str(config_file), "--seed", "6"] + train_args("bc", reacher_c_path, run_dir, 5, max_eval_episode=1))
+    main(["--config", str(config_file), "--seed", "6"]
+         + train_args("bc", reacher_c_path, run_dir, 5, max_eval_episode=1))
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["batch_size"] == 16 and config["hidden_sizes"] == [16, 16] and config["seed"] == 6
 
@@ -169,7 +175,8 @@ class _WritesAMarker:
 
 def test_a_crafted_checkpoint_runs_no_code_anywhere_it_is_read(reacher_c_path, train_args, tmp_path):
     run_dir = tmp_path / "run"
-    args = train_args("bc", reacher_c_path, run_dir, 10, eval_frequency=10, log_frequency=10, max_eval_episode=1, **SMALL)
+    args = train_args("bc", reacher_c_path, run_dir, 10, eval_frequency=10, log_frequency=10, max_eval_episode=1,
+                      **SMALL)
     main(args)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     assert load_checkpoint(checkpoint)["state"]["step"] == 10  # the package's own checkpoints load safely

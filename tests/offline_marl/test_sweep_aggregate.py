@@ -69,7 +69,8 @@ def test_aggregate_writes_table_csv_and_curves_per_algorithm_and_task(tmp_path):
     assert rows["itd3-bc", f"`{TASK_MIX}`", "alpha=2.5"].endswith("| 35.0 ± 5.0 | 35.0 [30.0, 40.0] | 2 | 100 |")
 
     csv_lines = (tmp_path / "table" / "results.csv").read_text().splitlines()
-    assert csv_lines[0] == "algorithm,task,variant,mean,std,iqm,iqm_ci_low,iqm_ci_high,seeds,steps" and len(csv_lines) == 5
+    assert (csv_lines[0] == "algorithm,task,variant,mean,std,iqm,iqm_ci_low,iqm_ci_high,seeds,steps"
+            and len(csv_lines) == 5)
     bc_row = next(line.split(",") for line in csv_lines if line.startswith("bc,"))
     assert float(bc_row[5]) == pytest.approx(2.5) and float(bc_row[3]) == pytest.approx(26.5) and bc_row[8] == "4"
     assert float(bc_row[6]) <= 2.5 <= float(bc_row[7])
@@ -111,7 +112,8 @@ def test_sweep_file_expands_to_run_folders_and_skips_finished_runs(sweep_module,
     assert iql.argv[iql.argv.index("--wandb_tags") + 1] == f"iql,{TASK_MIX}"
 
     grid = sweep_module.expand({"name": "g", "entry_point": "offline_marl.train_agents", "seeds": [0],
-                                "flags": {"task_name": TASK_C, "config": "configs/{alg_name}.yaml", "record_video": True},
+                                "flags": {"task_name": TASK_C, "config": "configs/{alg_name}.yaml",
+                                          "record_video": True},
                                 "grid": {"alg_name": ["itd3-bc"], "alpha": [0.25, 2.5], "hidden_sizes": [[64, 64]]}},
                                runs_dir=tmp_path)
     assert [Path(spec.run_dir).parent.name for spec in grid] == ["alpha=0.25,hidden_sizes=64-64",

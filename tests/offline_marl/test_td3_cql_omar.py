@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from offline_marl.algos.cql import CQL, CQLConfig, cql_regularizer, q_with_proposals, sample_policy, uniform_proposals
-from offline_marl.algos.itd3_bc import (ITD3BC, ITD3BCConfig, first_critic, smoothed_action,
-                                        td3_target)
+from offline_marl.algos.itd3_bc import ITD3BC, ITD3BCConfig, first_critic, smoothed_action, td3_target
 from offline_marl.algos.omar import OMAR, OMARConfig, gaussian_proposals, rectification_search
 from offline_marl.data import AgentSpace, Batch, DeviceDataset
 from offline_marl.nn import QEnsemble
@@ -283,7 +282,8 @@ def test_policy_delay_counter_and_normalizer_are_checkpointed():
 def test_observation_statistics_of_a_dataset_leave_padding_alone():
     views = {"obs_index": torch.tensor([[0, 1], [2, 0]]), "obs_mask": torch.tensor([[True, True], [True, False]])}
     observations = torch.tensor([[0.0, 10.0, 4.0], [2.0, 20.0, 8.0]])
-    mean, std = DeviceDataset.observation_statistics(SimpleNamespace(arrays={"observations": observations}, views=views))
+    mean, std = DeviceDataset.observation_statistics(SimpleNamespace(arrays={"observations": observations},
+                                                                     views=views))
     assert mean.tolist() == [[1.0, 15.0], [6.0, 0.0]]
     assert std[1, 1].item() == 1.0 and std[0, 0].item() == pytest.approx(math.sqrt(2.0))
 

@@ -14,10 +14,20 @@ from dzsc.datasets.hdf5 import save_hdf5
 from dzsc.tasks import get_task
 from offline_marl.errors import ConfigError
 from offline_marl.train_worldmodel import load_or_train_world_model, main, train_world_model
-from offline_marl.world_model import (CorruptWorldModelError, EnsembleWorldModel, WorldModelMismatchError,
-                                      WorldModelNotFoundError, dataset_fingerprint)
-from offline_marl.world_model_training import (WorldModelConfig, WorldModelTrainer, ensemble_loss, fit_world_model,
-                                               make_optimizer)
+from offline_marl.world_model import (
+    CorruptWorldModelError,
+    EnsembleWorldModel,
+    WorldModelMismatchError,
+    WorldModelNotFoundError,
+    dataset_fingerprint,
+)
+from offline_marl.world_model_training import (
+    WorldModelConfig,
+    WorldModelTrainer,
+    ensemble_loss,
+    fit_world_model,
+    make_optimizer,
+)
 
 TASK = "reacher-expert-mix-gen_2x1first_0"
 SMALL = dict(ensemble_size=4, n_elites=2, hidden_sizes=(64, 64), max_epochs=25, device="cpu")

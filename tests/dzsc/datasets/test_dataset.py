@@ -30,7 +30,8 @@ def test_episode_structure_returns_and_reward_scale():
     np.testing.assert_array_equal(data.episode_id, [0, 0, 0, 1, 1, 2, 2])
     np.testing.assert_array_equal(data.episode_returns(), [6.0, -3.0, 10.0])
     assert data.reward_scale() == pytest.approx(1000.0 / 13.0)
-    np.testing.assert_allclose(data.normalized_scores(), 100 * (np.array([6, -3, 10]) + 11.144625) / (-4.2370844 + 11.144625))
+    np.testing.assert_allclose(data.normalized_scores(),
+                               100 * (np.array([6, -3, 10]) + 11.144625) / (-4.2370844 + 11.144625))
 
 
 def test_normalized_score_reference_points():

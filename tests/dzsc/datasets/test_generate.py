@@ -64,8 +64,8 @@ def test_cli_writes_where_the_loader_looks_and_refuses_to_overwrite(capsys):
 def test_unknown_scenario_is_refused_with_the_choices():
     with pytest.raises(UnknownTaskError, match="did you mean 'reacher-expert-[CD]-gen'"):
         generate("reacher-expert-X-gen", 10, 0)
-    result = subprocess.run([sys.executable, "-m", "dzsc.datasets.generate", "--scenario", "ant-expert-v2", "--size", "10"],
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "dzsc.datasets.generate", "--scenario", "ant-expert-v2",
+                             "--size", "10"], capture_output=True, text=True)
     assert result.returncode == 2 and "generatable:" in result.stderr
 
 

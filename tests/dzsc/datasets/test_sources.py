@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from dzsc.datasets import load_dataset
-from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.d4rl import D4RL_URLS, d4rl_cache_dir, d4rl_cached_path, download, verify_cached
+from dzsc.datasets.dataset import OfflineDataset
 from dzsc.datasets.hdf5 import load_hdf5, save_hdf5
 from dzsc.datasets.hub import fetch_reacher_pickle, pull_file, push_file
-from dzsc.datasets.reacher_pickle import REACHER_PICKLES, load_reacher_pickle
 from dzsc.datasets.minari_source import load_minari
+from dzsc.datasets.reacher_pickle import REACHER_PICKLES, load_reacher_pickle
 from dzsc.datasets.sources import default_data_dir, generated_path, load_transitions
 from dzsc.datasets.transitions import TRANSITION_KEYS, next_observations_from_trajectories, validate_transitions
 from dzsc.errors import (
