@@ -7,9 +7,11 @@ import yaml
 
 from offline_marl import registry
 from offline_marl.config import parse_config
+from offline_marl.sweep import expand, load_sweep
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 NOT_SETTINGS = {"alg_name", "task_name", "seed"}  # what a file names rather than tunes
+SWEEP_FILES = [path for path in sorted((CONFIGS / "sweeps").glob("*.yaml")) if not path.stem.startswith("reproduce")]
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
@@ -31,6 +33,17 @@ def test_every_config_file_a_plan_names_exists():
     assert {(plan, "configs/moma_ppo_ant.yaml") for plan in ("reproduce.yaml", "reproduce_quick.yaml")} <= set(named)
     for plan, name in named:
         assert (CONFIGS.parent / name).is_file() or "{" in name, f"{plan} names {name}, which does not exist"
+
+
+@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda path: path.name)
+def test_every_job_of_a_sweep_file_parses_with_its_entry_points_flags(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(CONFIGS.parent)  # the files name configs relative to the repository
+    jobs = expand(load_sweep(path), runs_dir=tmp_path)
+    assert jobs
+    for job in jobs:
+        alg_name = registry.algorithm(job.point["alg_name"], job.entry_point).name
+        config = parse_config(lambda name: registry.algorithm(name).config_class, list(job.argv), "", alg_name)
+        assert config.run_dir == job.run_dir and config.seed == job.point["seed"]
 
 
 def _config_values(node):
