@@ -12,7 +12,8 @@
    agreement and consistency, then the normalised score.
 Everything goes under --out_dir (default runs/demo); rerunning reuses the data and the world model
 and resumes or reuses the MOMA-PPO run. A world model an earlier demo trained on other data or with other
-settings is moved, with the MOMA-PPO run trained in it, to --out_dir/previous-TIME/ and built again.
+settings is moved, with the MOMA-PPO run trained in it, to --out_dir/previous-TIME/ and built again; so is a
+MOMA-PPO run with no world model beside it (an older demo's layout).
 """
 from __future__ import annotations
 
@@ -68,22 +69,27 @@ def ensure_data(path: Path, size: int, seed: int) -> None:
 
 def set_aside_stale_outputs(out: Path, world_model_path: Path, data, config: WorldModelConfig) -> None:
     """Move an earlier demo's world model made from other data or settings, and the MOMA-PPO run trained in it,
-    to out/previous-TIME/: nothing is deleted, and this demo builds both again."""
-    if not world_model_path.is_file():
-        return
-    try:
-        reason = reusable(EnsembleWorldModel.load(world_model_path, "cpu").info, dataset_fingerprint(data), config)
-    except CorruptWorldModelError as error:
-        reason = str(error)
-    if reason is None:
+    to out/previous-TIME/: nothing is deleted, and this demo builds both again. A MOMA-PPO run with no finished
+    world model beside it (an older demo's layout, or a deleted model) was trained in another model, so it is
+    moved too; an unfinished world-model run stays, to be resumed."""
+    if world_model_path.is_file():
+        try:
+            reason = reusable(EnsembleWorldModel.load(world_model_path, "cpu").info, dataset_fingerprint(data),
+                              config)
+        except CorruptWorldModelError as error:
+            reason = str(error)
+        stale = ("world_model", "moma-ppo") if reason is not None else ()
+    else:
+        reason, stale = f"no world model at {world_model_path}", ("moma-ppo",)
+    stale = [name for name in stale if (out / name).exists()]
+    if not stale:
         return
     previous = out / f"previous-{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}"
     previous.mkdir(parents=True)
-    for name in ("world_model", "moma-ppo"):
-        if (out / name).exists():
-            shutil.move(str(out / name), str(previous / name))
-    print(f"the world model of an earlier demo in {out} does not fit ({reason}); it and its MOMA-PPO run were moved "
-          f"to {previous}, building them again")
+    for name in stale:
+        shutil.move(str(out / name), str(previous / name))
+    print(f"the outputs of an earlier demo in {out} do not fit ({reason}): {', '.join(stale)} moved to {previous}, "
+          "building them again")
 
 
 def plot_dataset(data, out: Path) -> None:
