@@ -13,7 +13,7 @@
 Everything goes under --out_dir (default runs/demo); rerunning reuses the data and the world model
 and resumes or reuses the MOMA-PPO run. A world model an earlier demo trained on other data or with other
 settings is moved, with the MOMA-PPO run trained in it, to --out_dir/previous-TIME/ and built again; so is a
-MOMA-PPO run with no world model beside it (an older demo's layout).
+MOMA-PPO run with no world model beside it or with other settings (an older demo's).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from dzsc.datasets.hdf5 import load_hdf5, save_hdf5  # noqa: E402
 from offline_marl import train_rl_model_based  # noqa: E402
 from offline_marl.config import run_cli  # noqa: E402
 from offline_marl.conventions import analyse_run  # noqa: E402
-from offline_marl.errors import ConfigError  # noqa: E402
+from offline_marl.errors import ConfigError, RunDirConflictError  # noqa: E402
 from offline_marl.train_worldmodel import train_world_model  # noqa: E402
 from offline_marl.world_model import CorruptWorldModelError, EnsembleWorldModel, dataset_fingerprint  # noqa: E402
 from offline_marl.world_model_training import WorldModelConfig, reusable  # noqa: E402
@@ -81,7 +81,12 @@ def set_aside_stale_outputs(out: Path, world_model_path: Path, data, config: Wor
         stale = ("world_model", "moma-ppo") if reason is not None else ()
     else:
         reason, stale = f"no world model at {world_model_path}", ("moma-ppo",)
-    stale = [name for name in stale if (out / name).exists()]
+    move_to_previous(out, stale, reason)
+
+
+def move_to_previous(out: Path, names, reason: str) -> None:
+    """Move the outputs `names` of an earlier demo that do not fit to out/previous-TIME/ (nothing is deleted)."""
+    stale = [name for name in names if (out / name).exists()]
     if not stale:
         return
     previous = out / f"previous-{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}"
@@ -90,6 +95,16 @@ def set_aside_stale_outputs(out: Path, world_model_path: Path, data, config: Wor
         shutil.move(str(out / name), str(previous / name))
     print(f"the outputs of an earlier demo in {out} do not fit ({reason}): {', '.join(stale)} moved to {previous}, "
           "building them again")
+
+
+def train_moma_ppo(out: Path, argv: list[str]) -> dict:
+    """Train (or resume) the demo's MOMA-PPO run in out/moma-ppo; an earlier demo's run there with other settings,
+    which the runner refuses before changing anything, is moved to out/previous-TIME/ first."""
+    try:
+        return train_rl_model_based.main(argv)
+    except RunDirConflictError as error:
+        move_to_previous(out, ["moma-ppo"], str(error))
+        return train_rl_model_based.main(argv)
 
 
 def plot_dataset(data, out: Path) -> None:
@@ -147,10 +162,10 @@ def main() -> None:
     print(f"[{time.perf_counter() - start:.0f} s] world model ready; training MOMA-PPO")
 
     run_dir = out / "moma-ppo"
-    summary = train_rl_model_based.main([
-        "--task_name", TASK, "--seed", str(args.seed), "--dataset_path", str(data_path),
-        "--world_model", str(world_model_path), "--run_dir", str(run_dir), "--device", "cpu", "--record_video",
-        *MOMA_PPO_FLAGS])
+    moma_ppo_argv = ["--task_name", TASK, "--seed", str(args.seed), "--dataset_path", str(data_path),
+                     "--world_model", str(world_model_path), "--run_dir", str(run_dir), "--device", "cpu",
+                     "--record_video", *MOMA_PPO_FLAGS]
+    summary = train_moma_ppo(out, moma_ppo_argv)
     plot_learning_curve(run_dir, plots)
     videos = sorted((run_dir / "videos").glob("*.mp4"), key=lambda path: int(path.stem.removeprefix("step")))
     conventions = analyse_run(run_dir, episodes=50)["summary"]

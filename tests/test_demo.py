@@ -32,3 +32,21 @@ def test_an_unfinished_world_model_run_stays_to_be_resumed(demo, tmp_path):
     demo.set_aside_stale_outputs(tmp_path, tmp_path / "world_model" / "world_model.pt", data=None, config=None)
     assert (tmp_path / "world_model" / "checkpoints" / "last.pt").read_bytes() == b"checkpoint"
     assert not list(tmp_path.glob("previous-*"))
+
+
+def test_a_moma_ppo_run_with_other_settings_is_moved_aside_and_trained_again(demo, tmp_path, monkeypatch):
+    (tmp_path / "moma-ppo").mkdir()
+    (tmp_path / "moma-ppo" / "config.yaml").write_text("task_name: reacher-expert-mix-v0_2x1first_0\n")
+    calls = []
+
+    def main(argv):  # the runner: refuses the folder while it holds the other run
+        calls.append(argv)
+        if (tmp_path / "moma-ppo").exists():
+            raise demo.RunDirConflictError("runs/demo/moma-ppo holds a run with a different configuration")
+        return {"final_normalized_score": 95.0}
+
+    monkeypatch.setattr(demo.train_rl_model_based, "main", main)
+    assert demo.train_moma_ppo(tmp_path, ["--seed", "0"]) == {"final_normalized_score": 95.0}
+    assert calls == [["--seed", "0"]] * 2
+    [previous] = tmp_path.glob("previous-*")
+    assert (previous / "moma-ppo" / "config.yaml").is_file()
