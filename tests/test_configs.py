@@ -11,6 +11,7 @@ from offline_marl.sweep import expand, load_sweep
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 NOT_SETTINGS = {"alg_name", "task_name", "seed"}  # what a file names rather than tunes
+# reproduce*.yaml are plans of scripts/reproduce.py (several sweeps' settings), not scripts/sweep.py files
 SWEEP_FILES = [path for path in sorted((CONFIGS / "sweeps").glob("*.yaml")) if not path.stem.startswith("reproduce")]
 
 
